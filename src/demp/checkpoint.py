@@ -1,0 +1,259 @@
+"""Checkpoints of shrunk models: safetensors weights plus a JSON shape spec. No pickle.
+
+A checkpoint is a directory::
+
+    ckpt/
+      spec.json            format, original and current shapes, removal history, extra
+      model.safetensors    the model's state_dict
+      optimizer.safetensors, optimizer.json   (optional) optimizer tensors / the rest
+
+Loading takes a model freshly built at its ORIGINAL size: it checks the shapes against
+the spec, reshapes the cut modules in place (same Parameter objects), then loads the
+weights, so an optimizer built on the fresh model before loading stays valid.
+The directory is written next to its destination and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+from .layers import replace_data, sync_attributes
+from .records import ModelRecord, current_shapes, record_of, set_record
+
+FORMAT = "demp-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically (an existing one is replaced).
+
+    Example:
+        >>> demp.save_checkpoint("run/ckpt", model, optimizer=opt, extra={"step": 100})
+
+    Args:
+        path: The checkpoint directory.
+        model: The (possibly shrunk) model.
+        optimizer: Saved too if given.
+        extra: JSON-serializable data stored in the spec (read back by load_checkpoint).
+
+    Returns:
+        The checkpoint directory.
+
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    record = record_of(model)
+    spec = {
+        "format": FORMAT,
+        "version": VERSION,
+        "original_shapes": record.original_shapes,
+        "shapes": current_shapes(model),
+        "history": record.history,
+        "extra": extra or {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_file(_plain(model.state_dict()), str(tmp / "model.safetensors"))
+        if optimizer is not None:
+            tensors, rest = _split_optimizer(optimizer)
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            (tmp / "optimizer.json").write_text(json.dumps(rest))
+        (tmp / "spec.json").write_text(json.dumps(spec, indent=1))
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, Any]:
+    """Reshape ``model`` (built at its original size) to the checkpoint's and load it.
+
+    Args:
+        path: A directory written by :func:`save_checkpoint`.
+        model: A freshly built model of the original architecture and size.
+        optimizer: Built on ``model``'s parameters; its state is loaded if saved.
+
+    Returns:
+        The ``extra`` dict stored with the checkpoint.
+
+    Raises:
+        CheckpointError: Missing or corrupted files, or a model that does not match.
+
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    spec = _read_spec(path)
+    _check_original(model, spec)
+    try:
+        weights = load_file(str(path / "model.safetensors"), device="cpu")
+    except Exception as err:
+        raise CheckpointError(f"cannot read {path / 'model.safetensors'}: {err}") from err
+    if {k: list(v.shape) for k, v in weights.items()} != _tensor_shapes(spec["shapes"], weights):
+        raise CheckpointError(f"{path}: model.safetensors does not match spec.json shapes")
+    _reshape(model, spec["shapes"])
+    model.load_state_dict(weights, strict=True)
+    set_record(model, ModelRecord(spec["original_shapes"], list(spec["history"])))
+    if optimizer is not None:
+        _load_optimizer(path, optimizer)
+    return dict(spec.get("extra", {}))
+
+
+def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU copies, with shared storage (tied weights) de-duplicated by cloning."""
+    out, seen = {}, set()
+    for key, value in state.items():
+        tensor = value.detach().cpu().contiguous()
+        ptr = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        out[key] = tensor.clone() if ptr in seen else tensor
+        seen.add(ptr)
+    return out
+
+
+def _split_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state_dict = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, state in state_dict["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}/{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    groups = [
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+        for g in state_dict["param_groups"]
+    ]
+    tuples = sorted(
+        {k for g in state_dict["param_groups"] for k, v in g.items() if isinstance(v, tuple)}
+    )
+    rest = {
+        "type": type(optimizer).__name__,
+        "param_groups": groups,
+        "scalars": scalars,
+        "tuples": tuples,
+    }
+    return tensors, rest
+
+
+def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
+    from safetensors.torch import load_file
+
+    if not (path / "optimizer.json").exists():
+        raise CheckpointError(f"{path} holds no optimizer state (saved without optimizer=)")
+    try:
+        rest = json.loads((path / "optimizer.json").read_text())
+        tensors = load_file(str(path / "optimizer.safetensors"), device="cpu")
+    except Exception as err:
+        raise CheckpointError(f"cannot read the optimizer state in {path}: {err}") from err
+    if rest.get("type") != type(optimizer).__name__:
+        raise CheckpointError(
+            f"{path} holds {rest.get('type')} state, not {type(optimizer).__name__}"
+        )
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split("/", 1)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, values in rest["scalars"].items():
+        state.setdefault(int(pid), {}).update(values)
+    groups = [
+        {k: (tuple(v) if k in rest["tuples"] else v) for k, v in g.items()}
+        for g in rest["param_groups"]
+    ]
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(
+            f"optimizer state in {path} does not fit this optimizer: {err}"
+        ) from err
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    spec_file = path / "spec.json"
+    if not spec_file.exists():
+        raise CheckpointError(f"{spec_file} not found: not a demp checkpoint directory")
+    try:
+        spec = json.loads(spec_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{spec_file} is corrupted: {err}") from err
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise CheckpointError(f"{spec_file} is not a {FORMAT} spec")
+    if spec.get("version") != VERSION:
+        raise CheckpointError(f"{spec_file} has version {spec.get('version')}, expected {VERSION}")
+    for key in ("original_shapes", "shapes", "history"):
+        if key not in spec:
+            raise CheckpointError(f"{spec_file} lacks {key!r}")
+    return spec
+
+
+def _check_original(model: nn.Module, spec: dict[str, Any]) -> None:
+    have, want = current_shapes(model), spec["original_shapes"]
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"the model does not match the checkpoint: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    for key, shape in want.items():
+        if have[key] != shape:
+            raise CheckpointError(
+                f"the model does not match the checkpoint: {key} has shape {have[key]}, the "
+                f"checkpoint's original model had {shape}; build the model at its original size"
+            )
+
+
+def _tensor_shapes(shapes: dict[str, list[int]], weights: dict[str, Any]) -> dict[str, list[int]]:
+    return {k: shapes.get(k) for k in weights}
+
+
+def _reshape(model: nn.Module, shapes: dict[str, list[int]]) -> None:
+    touched = set()
+    for key, shape in shapes.items():
+        owner, _, name = key.rpartition(".")
+        module = model.get_submodule(owner)
+        tensor = getattr(module, name)
+        if list(tensor.shape) == shape:
+            continue
+        new = torch.empty(shape, dtype=tensor.dtype, device=tensor.device)
+        if isinstance(tensor, nn.Parameter):
+            replace_data(tensor, new)
+        else:
+            module._buffers[name] = new
+        touched.add(owner)
+    for owner in touched:
+        try:
+            sync_attributes(model.get_submodule(owner))
+        except TypeError as err:
+            raise CheckpointError(f"cannot reshape {owner}: {err}") from err

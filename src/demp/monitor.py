@@ -1,0 +1,84 @@
+"""Activation statistics at the inputs of the layers that consume each channel group.
+
+:class:`ActivationMonitor` is a context manager: on entry it adds a forward pre-hook to
+every consumer layer, on exit it removes them. Each hook keeps, per input feature, the
+largest ``|x|`` and the largest ``x`` seen, reduced over the batch and every
+spatial/token dimension (a conv's features are its dim 1, a linear layer's its last dim).
+Statistics live here, never on the user's modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+
+import torch
+from torch import nn
+
+from .errors import ProbeError
+
+
+class ActivationMonitor:
+    """Record per-feature ``max |x|`` and ``max x`` at the inputs of the given layers.
+
+    Example:
+        >>> with ActivationMonitor(model, ["fc2"]) as mon:
+        ...     model(x)
+        >>> mon.max_abs["fc2"].shape  # one value per input feature of fc2
+
+    Args:
+        model: The model whose layers are watched.
+        paths: Dotted paths of the conv/linear layers to watch (on their input side).
+
+    """
+
+    def __init__(self, model: nn.Module, paths: Iterable[str]) -> None:
+        self.model = model
+        self.paths = sorted(set(paths))
+        self.max_abs: dict[str, torch.Tensor] = {}
+        self.max_val: dict[str, torch.Tensor] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> ActivationMonitor:
+        try:
+            for path in self.paths:
+                module = self.model.get_submodule(path)
+                self._handles.append(module.register_forward_pre_hook(self._hook(path, module)))
+        except Exception:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, path: str, module: nn.Module):  # noqa: ANN202 - torch hook signature
+        feature_dim = -1 if isinstance(module, nn.Linear) else 1
+
+        def hook(_module: nn.Module, args: tuple) -> None:
+            if not args or not isinstance(args[0], torch.Tensor):
+                raise ProbeError(f"{path} was called without a tensor input")
+            with torch.no_grad():
+                x = args[0].detach()
+                x = x.movedim(feature_dim, -1).reshape(-1, x.shape[feature_dim])
+                self._update(path, x.abs().amax(0), x.amax(0))
+
+        return hook
+
+    def _update(self, path: str, max_abs: torch.Tensor, max_val: torch.Tensor) -> None:
+        if path in self.max_abs:
+            torch.maximum(self.max_abs[path], max_abs, out=self.max_abs[path])
+            torch.maximum(self.max_val[path], max_val, out=self.max_val[path])
+        else:
+            self.max_abs[path] = max_abs
+            self.max_val[path] = max_val
