@@ -182,7 +182,10 @@ def build_checked_structure(
     from .verify import verify_groups
 
     example = to_device(first_batch(probe), device, dtype)
-    structure = build_structure(model, example, ignored_layers, allow_inexact_norm)
+    try:
+        structure = build_structure(model, example, ignored_layers, allow_inexact_norm)
+    except (RuntimeError, TypeError, IndexError) as err:
+        raise ProbeError(f"could not trace the model on the probe's first batch: {err}") from err
     if verify:
         verify_groups(model, structure, example, exact=not allow_inexact_norm)
     if not structure.groups:
