@@ -100,3 +100,35 @@ def test_find_and_remove_forced_dead_units_exactly(arch, data):
             assert demp.count_trainable(model) < params == report.params_before
         left = demp.find_dead(model, x, structure=structure)
         assert all(g.num_dead == 0 or g.width == 1 for g in left.groups.values())
+
+
+class Conv1dNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv1d(1, 6, 5, padding=2), nn.BatchNorm1d(6)
+        self.c2, self.b2 = nn.Conv1d(6, 8, 3, stride=2, padding=1), nn.BatchNorm1d(8)
+        self.fc1, self.fc2 = nn.Linear(8 * 10, 7), nn.Linear(7, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.b1(self.c1(x)))
+        h = torch.relu(self.b2(self.c2(h)))
+        return self.fc2(torch.relu(self.fc1(h.flatten(1))))
+
+
+def test_conv1d_with_flatten_is_removed_exactly():
+    torch.manual_seed(0)
+    model = Conv1dNet().double()
+    healthy(model)
+    x = torch.randn(32, 1, 20, dtype=torch.float64)
+    s = demp.build_structure(model, x[:2])
+    (fc1_slot,) = [x for x in s.groups["c2"].slots if x.path == "fc1"]
+    assert fc1_slot.index.shape == (8, 10)
+    kill(model, s.groups["c1"], [0, 5])
+    kill(model, s.groups["c2"], [3])
+    kill(model, s.groups["fc1"], [6])
+    dead = demp.find_dead(model, x, structure=s)
+    assert dead.as_dict() == {"c1": [0, 5], "c2": [3], "fc1": [6]}
+    before = eval_out(model, x)
+    demp.remove_units(model, dead)
+    assert (eval_out(model, x) - before).abs().max().item() <= 1e-10
+    assert (model.c2.in_channels, model.b2.num_features, model.fc1.in_features) == (4, 7, 70)

@@ -120,7 +120,7 @@ def _as_iterable(probe: Any) -> Iterable[Any]:
     )
 
 
-def first_batch(probe: Any, n: int = 4) -> Batch:
+def first_batch(probe: Any, n: int = 2) -> Batch:
     """Return up to ``n`` examples from the first batch of a probe (for tracing)."""
     batch = next(iterate_probe(probe, None))
     return take(batch, min(n, batch_size(batch)))

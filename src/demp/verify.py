@@ -30,27 +30,46 @@ _SIZE_ATTRS = (
 def verify_groups(model: nn.Module, structure: Structure, example: Batch, exact: bool) -> None:
     """Trial-cut one unit of every group; move the groups that fail to ``structure.skipped``.
 
+    All groups are tried together first (two forward passes); only if that fails are they
+    split in halves until the failing ones are found.
+
     Args:
         model: The model (left exactly as it was).
         structure: Its structure; failing groups are moved to ``skipped`` in place.
         example: A small input batch on the model's device.
-        exact: Compare output values (False when inexact norms were allowed: then only
-            crashes and shape changes are caught).
-
+        exact: Compare output values (False when inexact norms were allowed: then groups
+            holding a LayerNorm/GroupNorm are only checked for crashes and shape changes).
     """
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
         with torch.no_grad():
-            for name, group in list(structure.groups.items()):
-                inexact = not exact and _has_inexact_norm(model, group)
-                reason = _trial(model, structure, group, example, compare=not inexact)
-                if reason is not None:
-                    del structure.groups[name]
-                    structure.skipped[name] = reason
+            names = [n for n, g in structure.groups.items() if g.width >= 2]
+            loose = {
+                n for n in names if not exact and _has_inexact_norm(model, structure.groups[n])
+            }
+            _bisect(model, structure, [n for n in names if n not in loose], example, True)
+            _bisect(model, structure, sorted(loose), example, False)
     finally:
         for module, mode in modes.items():
             module.training = mode
+
+
+def _bisect(
+    model: nn.Module, structure: Structure, names: list[str], example: Batch, compare: bool
+) -> None:
+    if not names:
+        return
+    reason = _trial(model, structure, names, example, compare)
+    if reason is None:
+        return
+    if len(names) == 1:
+        del structure.groups[names[0]]
+        structure.skipped[names[0]] = reason
+        return
+    half = len(names) // 2
+    _bisect(model, structure, names[:half], example, compare)
+    _bisect(model, structure, names[half:], example, compare)
 
 
 def _has_inexact_norm(model: nn.Module, group: ChannelGroup) -> bool:
@@ -62,18 +81,17 @@ def _has_inexact_norm(model: nn.Module, group: ChannelGroup) -> bool:
 
 
 def _trial(
-    model: nn.Module, structure: Structure, group: ChannelGroup, example: Batch, compare: bool
+    model: nn.Module, structure: Structure, names: list[str], example: Batch, compare: bool
 ) -> str | None:
+    """Cut the middle unit of each named group at once; say what went wrong, if anything."""
     from .surgery import apply_cuts
 
-    if group.width < 2:
-        return None  # never cut: a group keeps at least one unit
-    unit = torch.tensor([group.width // 2])
-    with _zeroed(model, group, unit):
+    units = {n: torch.tensor([structure.groups[n].width // 2]) for n in names}
+    with _zeroed(model, [structure.groups[n] for n in names], units):
         reference = _flatten(call_model(model, example))
     cuts = {
         key: keep_indices(gone, structure.sizes[key])
-        for key, gone in module_cuts(structure, {group.name: unit}).items()
+        for key, gone in module_cuts(structure, units).items()
     }
     with _restored(model, {path for path, _ in cuts}):
         try:
@@ -106,13 +124,19 @@ def _flatten(output: Any) -> list[torch.Tensor]:
 
 
 @contextmanager
-def _zeroed(model: nn.Module, group: ChannelGroup, unit: torch.Tensor) -> Iterator[None]:
-    """Zero group unit ``unit`` at the input of every consumer, with forward pre-hooks."""
+def _zeroed(
+    model: nn.Module, groups: list[ChannelGroup], units: dict[str, torch.Tensor]
+) -> Iterator[None]:
+    """Zero the given units at the input of every consumer, with forward pre-hooks."""
+    per_module: dict[str, list[torch.Tensor]] = {}
+    for group in groups:
+        for slot in group.consumers:
+            per_module.setdefault(slot.path, []).append(slot.index[units[group.name]].reshape(-1))
     handles = []
-    for slot in group.consumers:
-        module = model.get_submodule(slot.path)
+    for path, parts in per_module.items():
+        module = model.get_submodule(path)
         dim = -1 if isinstance(module, nn.Linear) else 1
-        index = slot.index[unit].reshape(-1)
+        index = torch.cat(parts)
 
         def hook(_m: nn.Module, args: tuple, dim: int = dim, index: torch.Tensor = index) -> tuple:
             x = args[0]
