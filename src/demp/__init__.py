@@ -10,7 +10,9 @@ Example:
 
 """
 
+from .accounting import PrunerSummary, forward_flops
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import DemPConfig
 from .criteria import DeadUnits, GroupDeath, find_dead
 from .errors import (
     CheckpointError,
@@ -21,7 +23,9 @@ from .errors import (
     UnsupportedOptimizerError,
 )
 from .monitor import ActivationMonitor
+from .pruner import DemonPruner
 from .records import removal_history
+from .schedules import Constant, CosineDecay, OneCycle, Warmup
 from .structure import ChannelGroup, Slot, Structure
 from .surgery import GroupCut, SurgeryReport, count_trainable, prune_dead, remove_units
 from .tracing import build_structure
@@ -32,20 +36,28 @@ __all__ = [
     "ActivationMonitor",
     "ChannelGroup",
     "CheckpointError",
+    "Constant",
+    "CosineDecay",
     "DeadUnits",
+    "DemPConfig",
     "DempError",
+    "DemonPruner",
     "GroupCut",
     "GroupDeath",
+    "OneCycle",
     "ProbeError",
+    "PrunerSummary",
     "Slot",
     "StaleStructureError",
     "Structure",
     "SurgeryReport",
     "UnsupportedGroupError",
     "UnsupportedOptimizerError",
+    "Warmup",
     "build_structure",
     "count_trainable",
     "find_dead",
+    "forward_flops",
     "load_checkpoint",
     "prune_dead",
     "removal_history",

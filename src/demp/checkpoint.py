@@ -6,6 +6,7 @@ A checkpoint is a directory::
       spec.json            format, original and current shapes, removal history, extra
       model.safetensors    the model's state_dict
       optimizer.safetensors, optimizer.json   (optional) optimizer tensors / the rest
+      pruner.json          (optional) DemonPruner state (its RNG state as base64)
 
 Loading takes a model freshly built at its ORIGINAL size: it checks the shapes against
 the spec, reshapes the cut modules in place (same Parameter objects), then loads the
@@ -15,6 +16,7 @@ The directory is written next to its destination and renamed into place.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -38,6 +40,7 @@ def save_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     *,
+    pruner: Any = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically (an existing one is replaced).
@@ -49,6 +52,7 @@ def save_checkpoint(
         path: The checkpoint directory.
         model: The (possibly shrunk) model.
         optimizer: Saved too if given.
+        pruner: A :class:`~demp.DemonPruner` whose state is saved too.
         extra: JSON-serializable data stored in the spec (read back by load_checkpoint).
 
     Returns:
@@ -75,6 +79,8 @@ def save_checkpoint(
             tensors, rest = _split_optimizer(optimizer)
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             (tmp / "optimizer.json").write_text(json.dumps(rest))
+        if pruner is not None:
+            (tmp / "pruner.json").write_text(json.dumps(_encode(pruner.state_dict())))
         (tmp / "spec.json").write_text(json.dumps(spec, indent=1))
         _swap_into_place(tmp, path)
     except BaseException:
@@ -87,6 +93,8 @@ def load_checkpoint(
     path: str | os.PathLike[str],
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
+    *,
+    pruner: Any = None,
 ) -> dict[str, Any]:
     """Reshape ``model`` (built at its original size) to the checkpoint's and load it.
 
@@ -94,6 +102,8 @@ def load_checkpoint(
         path: A directory written by :func:`save_checkpoint`.
         model: A freshly built model of the original architecture and size.
         optimizer: Built on ``model``'s parameters; its state is loaded if saved.
+        pruner: A :class:`~demp.DemonPruner` built on ``model`` and ``optimizer``; its
+            state is restored after the model (its groups are traced again).
 
     Returns:
         The ``extra`` dict stored with the checkpoint.
@@ -118,7 +128,48 @@ def load_checkpoint(
     set_record(model, ModelRecord(spec["original_shapes"], list(spec["history"])))
     if optimizer is not None:
         _load_optimizer(path, optimizer)
+    if pruner is not None:
+        pruner.load_state_dict(_read_pruner(path))
     return dict(spec.get("extra", {}))
+
+
+def _encode(value: Any) -> Any:
+    """JSON-encode a state: tensors become ``{"__tensor__": base64, dtype, shape}``."""
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous()
+        raw = data.view(torch.uint8) if data.dtype != torch.uint8 else data
+        return {
+            "__tensor__": base64.b64encode(raw.numpy().tobytes()).decode("ascii"),
+            "dtype": str(data.dtype).removeprefix("torch."),
+            "shape": list(data.shape),
+        }
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "__tensor__" in value:
+        raw = torch.frombuffer(bytearray(base64.b64decode(value["__tensor__"])), dtype=torch.uint8)
+        dtype = getattr(torch, value["dtype"])
+        return raw.view(dtype).reshape(value["shape"]).clone()
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _read_pruner(path: Path) -> dict[str, Any]:
+    file = path / "pruner.json"
+    if not file.exists():
+        raise CheckpointError(f"{path} holds no pruner state (saved without pruner=)")
+    try:
+        return _decode(json.loads(file.read_text()))
+    except (json.JSONDecodeError, ValueError, KeyError, AttributeError) as err:
+        raise CheckpointError(f"{file} is corrupted: {err}") from err
 
 
 def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
