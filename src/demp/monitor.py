@@ -70,8 +70,10 @@ class ActivationMonitor:
                 raise ProbeError(f"{path} was called without a tensor input")
             with torch.no_grad():
                 x = args[0].detach()
-                x = x.movedim(feature_dim, -1).reshape(-1, x.shape[feature_dim])
-                self._update(path, x.abs().amax(0), x.amax(0))
+                x = x.unsqueeze(0) if x.ndim == 1 else x  # amax over no dims reduces all
+                dims = [d for d in range(x.ndim) if d != feature_dim % x.ndim]
+                top, bottom = x.amax(dims), x.amin(dims)  # no copy of the activation
+                self._update(path, torch.maximum(top, bottom.neg()), top)
 
         return hook
 
