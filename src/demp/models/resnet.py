@@ -14,8 +14,11 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, cin: int, planes: int, stride: int = 1) -> None:
+    def __init__(
+        self, cin: int, planes: int, stride: int = 1, act: type[nn.Module] = nn.ReLU
+    ) -> None:
         super().__init__()
+        self.act1, self.act2 = act(), act()
         self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
@@ -24,8 +27,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block."""
-        h = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
+        h = self.act1(self.bn1(self.conv1(x)))
+        return self.act2(self.bn2(self.conv2(h)) + self.shortcut(x))
 
 
 class Bottleneck(nn.Module):
@@ -33,8 +36,11 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int = 1) -> None:
+    def __init__(
+        self, cin: int, planes: int, stride: int = 1, act: type[nn.Module] = nn.ReLU
+    ) -> None:
         super().__init__()
+        self.act1, self.act2, self.act3 = act(), act(), act()
         out = planes * self.expansion
         self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -46,9 +52,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block."""
-        h = torch.relu(self.bn1(self.conv1(x)))
-        h = torch.relu(self.bn2(self.conv2(h)))
-        return torch.relu(self.bn3(self.conv3(h)) + self.shortcut(x))
+        h = self.act1(self.bn1(self.conv1(x)))
+        h = self.act2(self.bn2(self.conv2(h)))
+        return self.act3(self.bn3(self.conv3(h)) + self.shortcut(x))
 
 
 def _shortcut(cin: int, out: int, stride: int) -> nn.Module:
@@ -66,6 +72,7 @@ class ResNet(nn.Module):
         num_classes: Outputs of the classifier.
         in_channels: Input image channels.
         width: Channels of the first stage (doubled at each later stage).
+        act: Activation class.
     """
 
     def __init__(
@@ -75,16 +82,18 @@ class ResNet(nn.Module):
         num_classes: int = 10,
         in_channels: int = 3,
         width: int = 64,
+        act: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
+        self.act = act()
         stages, cin = [], width
         for i, n in enumerate(layers):
             planes = width * 2**i
             blocks = []
             for j in range(n):
-                blocks.append(block(cin, planes, 2 if (i > 0 and j == 0) else 1))
+                blocks.append(block(cin, planes, 2 if (i > 0 and j == 0) else 1, act))
                 cin = planes * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layers = nn.Sequential(*stages)
@@ -92,20 +101,26 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Classify a batch of images."""
-        h = self.layers(torch.relu(self.bn1(self.conv1(x))))
+        h = self.layers(self.act(self.bn1(self.conv1(x))))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
 
 
-def resnet18(num_classes: int = 10, in_channels: int = 3, width: int = 64) -> ResNet:
+def resnet18(
+    num_classes: int = 10, in_channels: int = 3, width: int = 64, act: type[nn.Module] = nn.ReLU
+) -> ResNet:
     """Return a CIFAR-style ResNet-18."""
-    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, width)
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, width, act)
 
 
-def resnet34(num_classes: int = 10, in_channels: int = 3, width: int = 64) -> ResNet:
+def resnet34(
+    num_classes: int = 10, in_channels: int = 3, width: int = 64, act: type[nn.Module] = nn.ReLU
+) -> ResNet:
     """Return a CIFAR-style ResNet-34."""
-    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_channels, width)
+    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_channels, width, act)
 
 
-def resnet50(num_classes: int = 10, in_channels: int = 3, width: int = 64) -> ResNet:
+def resnet50(
+    num_classes: int = 10, in_channels: int = 3, width: int = 64, act: type[nn.Module] = nn.ReLU
+) -> ResNet:
     """Return a CIFAR-style ResNet-50."""
-    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, width)
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, width, act)
