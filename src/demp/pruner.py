@@ -81,6 +81,12 @@ class DemonPruner:
         self.structure = self._build_structure()
         self._params = [p for p in model.parameters() if p.requires_grad]
         self._reg_params = regularized_parameters(model, self.config.reg_target)
+        if self.config.reg != "off" and self.config.reg_strength and not self._reg_params:
+            warnings.warn(
+                "DemonPruner: the model has no normalization scales to regularize; "
+                "use DemPConfig(reg_target='all') (e.g. for an MLP)",
+                stacklevel=2,
+            )
         device = self._params[0].device if self._params else torch.device("cpu")
         self.noise = NoiseInjector(self.config.noise, self.config.seed, device)
         self.step = 0

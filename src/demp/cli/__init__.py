@@ -1,0 +1,1 @@
+"""The ``demp`` command: ``train``, ``report``, ``demo``."""

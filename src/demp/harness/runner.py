@@ -1,0 +1,337 @@
+"""One training run of the harness: data, model, optimizer, DemP or dense, run folder.
+
+``run_training(config, out)`` trains, evaluates on the test split at every epoch end,
+logs to ``metrics.jsonl``, checkpoints at epoch ends (and on Ctrl-C), and at the end
+writes ``summary.json`` and the plots. ``resume=True`` continues a run folder from its
+checkpoint: the data order, augmentation, learning rate and DemP noise depend only on the
+step, so the continuation sees what the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..accounting import forward_flops
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..criteria import build_checked_structure, find_dead
+from ..data import DataBundle, load_dataset
+from ..errors import DempError
+from ..models import build_model
+from ..pruner import DemonPruner
+from ..surgery import count_trainable
+from .config import TrainConfig
+from .lr import lr_at
+from .rundir import MetricsLog, write_json
+
+PHASES = ("data", "compute", "eval", "checkpoint")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise DempError(f"unknown device {name!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DempError("device cuda requested but no CUDA device is available")
+    return device
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD with momentum, as configured."""
+    params, wd = model.parameters(), config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=wd)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd)
+
+
+def train_step(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> tuple[float, int]:
+    """One optimizer step; returns the batch loss and the number of correct predictions."""
+    out = model(x)
+    loss = nn.functional.cross_entropy(out, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item(), int((out.argmax(1) == y).sum())
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> dict:
+    """Test loss and accuracy, in eval mode (restored after), batches of 1000."""
+    was = model.training
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), 1000):
+            xb, yb = x[i : i + 1000].to(device), y[i : i + 1000].to(device)
+            out = model(xb)
+            loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
+            correct += int((out.argmax(1) == yb).sum())
+    model.train(was)
+    return {"test_loss": loss / len(x), "test_acc": correct / len(x)}
+
+
+class Run:
+    """The state of one run while it trains (see :func:`run_training`)."""
+
+    def __init__(self, config: TrainConfig, out: Path, resume: bool, progress: bool) -> None:
+        self.config, self.out, self.progress = config, out, progress
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.data: DataBundle = load_dataset(
+            config.dataset, config.data_dir, config.train_size, config.test_size, config.seed
+        )
+        self.spe = self.data.steps_per_epoch(config.batch_size)
+        if self.spe == 0:
+            raise DempError(
+                f"batch size {config.batch_size} is larger than the training set "
+                f"({len(self.data.train_x)} examples)"
+            )
+        self.total = config.total_steps(self.spe)
+        self.model = build_model(
+            config.model, self.data.num_classes, self.data.input_shape, config.width,
+            config.activation,
+        ).to(self.device)  # fmt: skip
+        self.opt = make_optimizer(config, self.model)
+        self.probe = self.data.probe(config.demp.probe_size).to(self.device)
+        self.pruner = None
+        if config.method == "demp":
+            self.pruner = DemonPruner(
+                self.model, self.opt, self.probe, self.total, config.demp,
+                batch_size=config.batch_size,
+            )  # fmt: skip
+        self.monitor_structure = None
+        if self.pruner is None:
+            c = config.demp
+            self.monitor_structure = build_checked_structure(
+                self.model, self.probe, c.ignored_layers, c.allow_inexact_norm, True,
+                self.device, None,
+            )  # fmt: skip
+        self.log = MetricsLog(out / "metrics.jsonl")
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.step, self.elapsed0, self.events_logged = 0, 0.0, 0
+        self.initial = {
+            "flops": forward_flops(self.model, self.probe[:1]),
+            "params": count_trainable(self.model),
+        }
+        if resume:
+            self._resume()
+        else:
+            self._start_fresh()
+
+    # ------------------------------------------------------------------ set-up
+    def _start_fresh(self) -> None:
+        if (self.out / "checkpoint").exists() or (self.out / "summary.json").exists():
+            raise DempError(
+                f"{self.out} already holds a run; pass --resume {self.out} to continue it or "
+                "choose another --out"
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log.path.unlink(missing_ok=True)
+        write_json(self.out / "config.json", self.config.to_dict())
+        structure = self.pruner.structure if self.pruner else self.monitor_structure
+        self.log.write(self._check_record(0, structure.widths(), 0))
+
+    def _resume(self) -> None:
+        if not (self.out / "checkpoint").exists():
+            raise DempError(f"cannot resume: {self.out / 'checkpoint'} not found")
+        extra = load_checkpoint(self.out / "checkpoint", self.model, self.opt, pruner=self.pruner)
+        self.step = int(extra["step"])
+        self.elapsed0 = float(extra["elapsed"])
+        self.initial = dict(extra["initial"])
+        self.seconds = {k: float(extra["seconds"].get(k, 0.0)) for k in PHASES}
+        self.events_logged = len(self.pruner.history) if self.pruner else 0
+        self.log.truncate_after(self.step)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict[str, Any]:
+        """Train to the end (or until Ctrl-C, which saves a checkpoint and re-raises)."""
+        self.started = time.perf_counter()
+        bar = _progress_bar(self.total, self.step, self.config.method, self.progress)
+        window = {"loss": 0.0, "correct": 0, "n": 0}
+        try:
+            while self.step < self.total:
+                epoch, index = divmod(self.step, self.spe)
+                batches = self.data.batches(self.config.batch_size, epoch, self.config.seed, index)
+                for _ in range(index, self.spe):
+                    loss, correct, n = self._one_step(batches)
+                    window["loss"] += loss * n
+                    window["correct"] += correct
+                    window["n"] += n
+                    self._after_step(window, bar)
+                    if self.step >= self.total:
+                        break
+        except KeyboardInterrupt:
+            self._save_checkpoint()
+            bar.close()
+            print(f"\ninterrupted at step {self.step}; resume with: demp train --resume {self.out}")
+            raise
+        bar.close()
+        return self._finish()
+
+    def _one_step(self, batches: Any) -> tuple[float, int, int]:
+        start = time.perf_counter()
+        x, y = next(batches)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        for group in self.opt.param_groups:
+            group["lr"] = self._lr(self.step)
+        inside = sum(self.pruner.seconds.values()) if self.pruner else 0.0
+        computed = time.perf_counter()
+        loss, correct = train_step(self.model, self.opt, x, y)
+        done = time.perf_counter()
+        pruner_time = (sum(self.pruner.seconds.values()) - inside) if self.pruner else 0.0
+        self.seconds["data"] += computed - start
+        self.seconds["compute"] += done - computed - pruner_time
+        self.step += 1
+        return loss, correct, len(y)
+
+    def _lr(self, step: int) -> float:
+        c = self.config
+        return lr_at(step, c.lr, self.total, c.lr_schedule, c.lr_decay_factor, c.lr_decay_every)
+
+    def _after_step(self, window: dict[str, Any], bar: Any) -> None:
+        step = self.step
+        self._log_checks()
+        if step % self.config.log_every == 0 or step == self.total:
+            record = {
+                "kind": "step", "step": step, "epoch": step / self.spe, "lr": self._lr(step - 1),
+                "loss": window["loss"] / max(window["n"], 1),
+                "train_acc": window["correct"] / max(window["n"], 1),
+                "params": count_trainable(self.model), "units": self._units(),
+                "penalty": self.pruner.penalty() if self.pruner else 0.0,
+                "elapsed": self._elapsed(),
+            }  # fmt: skip
+            self.log.write(record)
+            bar.set_postfix(
+                loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.3f}",
+                units=record["units"], params=record["params"],
+            )  # fmt: skip
+            window.update(loss=0.0, correct=0, n=0)
+        bar.update(1)
+        if step % self.spe == 0 or step == self.total:
+            start = time.perf_counter()
+            result = evaluate(self.model, self.data.test_x, self.data.test_y, self.device)
+            self.seconds["eval"] += time.perf_counter() - start
+            self.log.write({"kind": "epoch", "step": step, "epoch": step / self.spe, **result})
+            if step < self.total:
+                self._save_checkpoint()
+
+    def _units(self) -> int | None:
+        if self.pruner:
+            return self.pruner.structure.num_units
+        return self.monitor_structure.num_units if self.monitor_structure else None
+
+    def _log_checks(self) -> None:
+        """Log death checks: the pruner's events, or a monitoring check for dense runs."""
+        if self.pruner:
+            for event in self.pruner.history[self.events_logged :]:
+                live = dict(event["widths"])
+                self.log.write(self._check_record(event["step"], live, event["dead"]))
+            self.events_logged = len(self.pruner.history)
+            return
+        every = self.config.monitor_every or max(1, round(0.05 * self.total))
+        if self.step % every == 0:
+            self._monitor()
+
+    def _monitor(self) -> None:
+        start = time.perf_counter()
+        demp_cfg = self.config.demp
+        dead = find_dead(self.model, self.probe, structure=self.monitor_structure,
+                         criterion=demp_cfg.criterion, eps=demp_cfg.eps)  # fmt: skip
+        live = {n: g.width - g.num_dead for n, g in dead.groups.items()}
+        self.log.write(self._check_record(self.step, live, dead.num_dead))
+        self.seconds["eval"] += time.perf_counter() - start
+
+    def _check_record(self, step: int, live: dict[str, int], dead: int) -> dict[str, Any]:
+        initial = self.pruner.initial["units"] if self.pruner else self.monitor_structure.num_units
+        alive = sum(live.values())
+        return {
+            "kind": "check", "step": step, "live": live, "dead_now": dead,
+            "units_initial": initial, "dead_ratio": 1 - alive / initial,
+        }  # fmt: skip
+
+    def _elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.started
+
+    def _save_checkpoint(self) -> None:
+        start = time.perf_counter()
+        extra = {
+            "step": self.step, "elapsed": self._elapsed(), "initial": self.initial,
+            "seconds": self.seconds,
+        }  # fmt: skip
+        save_checkpoint(self.out / "checkpoint", self.model, self.opt, pruner=self.pruner,
+                        extra=extra)  # fmt: skip
+        self.seconds["checkpoint"] += time.perf_counter() - start
+
+    # ------------------------------------------------------------------ the end
+    def _finish(self) -> dict[str, Any]:
+        if self.pruner:
+            self.pruner.finalize()
+            self._log_checks()
+        else:
+            self._monitor()
+        result = evaluate(self.model, self.data.test_x, self.data.test_y, self.device)
+        self._save_checkpoint()
+        summary = self._summary(result)
+        write_json(self.out / "summary.json", summary)
+        from ..reports.plots import run_plots
+
+        run_plots(self.out, self.log.read(), summary)
+        return summary
+
+    def _summary(self, result: dict[str, float]) -> dict[str, Any]:
+        flops = forward_flops(self.model, self.probe[:1])
+        params = count_trainable(self.model)
+        per_step = {k: v / max(self.step, 1) for k, v in self.seconds.items()}
+        out: dict[str, Any] = {
+            "method": self.config.method, "dataset": self.config.dataset,
+            "model": self.config.model, "width": self.config.width, "steps": self.step,
+            "epochs": self.step / self.spe, "note": self.data.note, **result,
+            "params_initial": self.initial["params"], "params": params,
+            "weight_sparsity": 1 - params / self.initial["params"],
+            "inference_flops": flops, "inference_flops_ratio": flops / self.initial["flops"],
+            "wall_seconds": self._elapsed(),
+        }  # fmt: skip
+        if self.pruner:
+            s = self.pruner.summary()
+            per_step.update({f"pruner_{k}": v / max(self.step, 1) for k, v in s.seconds.items()})
+            out.update(
+                units_initial=s.units_initial, units=s.units, neuron_sparsity=s.neuron_sparsity,
+                train_flops_ratio=s.train_flops_ratio, train_flops=s.train_flops,
+            )  # fmt: skip
+        else:
+            units = self.monitor_structure.num_units
+            out.update(
+                units_initial=units, units=units, neuron_sparsity=0.0, train_flops_ratio=1.0,
+                train_flops=3.0 * self.config.batch_size * self.step * self.initial["flops"],
+            )  # fmt: skip
+        out["seconds_per_step"] = per_step
+        return out
+
+
+def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True)
+
+
+def run_training(
+    config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train one run into the folder ``out`` and return its summary.
+
+    Raises:
+        DempError: Bad options, missing data, or an existing run folder (without resume).
+        KeyboardInterrupt: After saving a checkpoint, when interrupted.
+    """
+    return Run(config, Path(out), resume, progress).train()

@@ -1,0 +1,1 @@
+"""Tables and matplotlib plots of runs (matplotlib is imported only when plotting)."""
