@@ -133,3 +133,15 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "demp", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "train" in result.stdout and demp.__version__
+
+
+def test_shipped_config_files_are_valid():
+    from pathlib import Path
+
+    from demp.harness.config import TrainConfig, load_toml
+
+    files = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
+    assert files
+    for path in files:
+        config = TrainConfig.from_dict(load_toml(path))
+        assert config.total_steps(100) > 0

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .modes import eval_mode
 from .probe import Batch, batch_size, call_model
 
 
@@ -19,14 +20,8 @@ def forward_flops(model: nn.Module, example: Batch) -> float:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            call_model(model, example)
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        call_model(model, example)
     return counter.get_total_flops() / batch_size(example)
 
 

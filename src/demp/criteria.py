@@ -16,13 +16,14 @@ Deciding never changes the model (its mode is restored; hooks are removed).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from .errors import DempError, ProbeError
+from .modes import eval_mode
 from .monitor import ActivationMonitor
 from .probe import call_model, first_batch, iterate_probe, to_device
 from .structure import Structure
@@ -82,7 +83,6 @@ class DeadUnits:
     criterion: Criterion
     eps: float
     num_examples: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_units(self) -> int:
@@ -154,15 +154,9 @@ def find_dead(
         structure.check_matches(model)
     consumers = {s.path for g in structure.groups.values() for s in g.consumers}
     seen = 0
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with ActivationMonitor(model, consumers) as monitor, torch.no_grad():
-            for batch in iterate_probe(probe, max_examples):
-                seen += _run(model, to_device(batch, device, dtype))
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+    with eval_mode(model), ActivationMonitor(model, consumers) as monitor, torch.no_grad():
+        for batch in iterate_probe(probe, max_examples):
+            seen += _run(model, to_device(batch, device, dtype))
     stats = monitor.max_val if criterion == "nonpositive" else monitor.max_abs
     groups = {n: _group_death(g, stats, eps) for n, g in structure.groups.items()}
     return DeadUnits(groups, dict(structure.skipped), structure, criterion, eps, seen)

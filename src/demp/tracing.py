@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .layers import is_depthwise, side_size, unsupported_reason
+from .modes import kept_modes
 from .probe import Batch, call_model
 from .structure import ChannelGroup, Role, Slot, Structure
 
@@ -58,10 +59,9 @@ def build_structure(
     import torch_pruning as tp  # heavy import, kept out of `import demp`
 
     paths = {m: p for p, m in model.named_modules()}
-    modes = {m: m.training for m in model.modules()}
     inner = _InnerOps(model)
     try:
-        with torch.enable_grad():
+        with kept_modes(model), torch.enable_grad():
             graph = tp.DependencyGraph().build_dependency(
                 model, example_inputs=example, forward_fn=inner.forward, verbose=False
             )
@@ -70,8 +70,6 @@ def build_structure(
             structure = _collect_groups(model, graph, paths, ignored, allow_inexact_norm, inner.ops)
             structure.output_layers = sorted(outputs)
     finally:
-        for module, mode in modes.items():
-            module.training = mode
         if "graph" in locals():
             _release(graph)
     return structure

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .layers import replace_data
+from .modes import eval_mode
 from .probe import Batch, call_model
 from .structure import ChannelGroup, Structure, keep_indices, module_cuts
 
@@ -40,19 +41,11 @@ def verify_groups(model: nn.Module, structure: Structure, example: Batch, exact:
         exact: Compare output values (False when inexact norms were allowed: then groups
             holding a LayerNorm/GroupNorm are only checked for crashes and shape changes).
     """
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            names = [n for n, g in structure.groups.items() if g.width >= 2]
-            loose = {
-                n for n in names if not exact and _has_inexact_norm(model, structure.groups[n])
-            }
-            _bisect(model, structure, [n for n in names if n not in loose], example, True)
-            _bisect(model, structure, sorted(loose), example, False)
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+    with eval_mode(model), torch.no_grad():
+        names = [n for n, g in structure.groups.items() if g.width >= 2]
+        loose = {n for n in names if not exact and _has_inexact_norm(model, structure.groups[n])}
+        _bisect(model, structure, [n for n in names if n not in loose], example, True)
+        _bisect(model, structure, sorted(loose), example, False)
 
 
 def _bisect(

@@ -22,6 +22,7 @@ from ..criteria import build_checked_structure, find_dead
 from ..data import DataBundle, load_dataset
 from ..errors import DempError
 from ..models import build_model
+from ..modes import eval_mode
 from ..pruner import DemonPruner
 from ..surgery import count_trainable
 from .config import TrainConfig
@@ -68,16 +69,13 @@ def train_step(
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> dict:
     """Test loss and accuracy, in eval mode (restored after), batches of 1000."""
-    was = model.training
-    model.eval()
     loss, correct = 0.0, 0
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for i in range(0, len(x), 1000):
             xb, yb = x[i : i + 1000].to(device), y[i : i + 1000].to(device)
             out = model(xb)
             loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
             correct += int((out.argmax(1) == yb).sum())
-    model.train(was)
     return {"test_loss": loss / len(x), "test_acc": correct / len(x)}
 
 
