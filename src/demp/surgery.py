@@ -71,6 +71,7 @@ def remove_units(
     structure: Structure | None = None,
     min_units: int = 1,
     round_to: int | None = None,
+    scores: Mapping[str, torch.Tensor] | None = None,
 ) -> SurgeryReport:
     """Remove units from ``model`` (and ``optimizer``'s state) in place.
 
@@ -88,13 +89,16 @@ def remove_units(
             renumbered in place, so it can be reused for the next call.
         min_units: Never leave a group with fewer units; the most active are kept.
         round_to: Keep group widths at multiples of this (most active dead units kept).
+        scores: For a mapping request, each unit's score (the guards keep the best);
+            a :class:`DeadUnits` brings its own activity scores.
 
     Returns:
         A :class:`SurgeryReport`.
 
     """
     start = time.perf_counter()
-    structure, request, scores = _resolve(dead, structure)
+    structure, request, own_scores = _resolve(dead, structure)
+    scores = own_scores if isinstance(dead, DeadUnits) else dict(scores or {})
     structure.check_matches(model)
     check_optimizer(optimizer)
     removed = plan_removal(structure, request, scores, min_units, round_to)

@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     report.add_argument("--out", type=Path, help="folder of report.md/png (default: next to runs)")
 
+    bench = sub.add_parser("bench", help="DemP vs the baselines: a sweep of runs and a table")
+    bench.add_argument("--preset", choices=("quick", "cpu", "paper"), default="quick")
+    bench.add_argument("--out", type=Path, default=None, help="default: runs/bench-<preset>")
+    bench.add_argument("--data-dir", type=Path, default=None)
+    bench.add_argument("--no-progress", action="store_true")
+
     demo = sub.add_parser("demo", help="dense vs DemP side by side on built-in data")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--steps", type=int, default=1250)
@@ -44,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "bench":
+            from ..bench.sweep import run_bench
+
+            out = args.out or Path(f"runs/bench-{args.preset}")
+            print(run_bench(args.preset, out, args.data_dir, progress=not args.no_progress))
+            print(f"\nresults: {out / 'results.md'}, {out / 'results.csv'}")
+            return 0
         from .demo import run_demo
 
         return run_demo(args.out, args.steps, args.data_dir, progress=not args.no_progress)

@@ -30,7 +30,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-Method = Literal["dense", "demp"]
+Method = Literal["dense", "demp", "snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming"]
+METHODS = ("dense", "demp", "snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming")
 OptimizerName = Literal["adam", "adamw", "sgdm"]
 
 
@@ -60,11 +61,23 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 25
     monitor_every: int | None = None
+    target: float = 0.5
+    score_batches: int = 10
+    early_variant: Literal["rachwan", "demp"] = "rachwan"
+    early_deadline: int = 4
+    slim_lambda: float = 1e-4
+    slim_prune_at: float = 0.5
     demp: DemPConfig = field(default_factory=DemPConfig)
 
     def __post_init__(self) -> None:
-        if self.method not in ("dense", "demp"):
-            raise DempError(f"method must be 'dense' or 'demp', got {self.method!r}")
+        if self.method not in METHODS:
+            raise DempError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not 0.0 <= self.target < 1.0:
+            raise DempError(f"target neuron sparsity must be in [0, 1), got {self.target}")
+        if self.early_variant not in ("rachwan", "demp"):
+            raise DempError(f"early_variant must be rachwan or demp, got {self.early_variant!r}")
+        if not 0.0 < self.slim_prune_at <= 1.0:
+            raise DempError(f"slim_prune_at must be in (0, 1], got {self.slim_prune_at}")
         if self.optimizer not in ("adam", "adamw", "sgdm"):
             raise DempError(f"optimizer must be adam, adamw or sgdm, got {self.optimizer!r}")
         if self.lr_schedule not in ("constant", "step", "one-cycle", "cosine"):

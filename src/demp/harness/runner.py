@@ -9,6 +9,7 @@ step, so the continuation sees what the uninterrupted run would have.
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from ..accounting import forward_flops
+from ..baselines.methods import BASELINES, make_baseline
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..criteria import build_checked_structure, find_dead
 from ..data import DataBundle, load_dataset
@@ -24,6 +26,7 @@ from ..errors import DempError
 from ..models import build_model
 from ..modes import eval_mode
 from ..pruner import DemonPruner
+from ..structure import Structure
 from ..surgery import count_trainable
 from .config import TrainConfig
 from .lr import lr_at
@@ -107,21 +110,21 @@ class Run:
             self.pruner = DemonPruner(
                 self.model, self.opt, self.probe, self.total, config.demp,
                 batch_size=config.batch_size,
+                on_structure_change=[lambda _p, _r: self.structure_changed()],
             )  # fmt: skip
-        self.monitor_structure = None
-        if self.pruner is None:
-            c = config.demp
-            self.monitor_structure = build_checked_structure(
-                self.model, self.probe, c.ignored_layers, c.allow_inexact_norm, True,
-                self.device, None,
-            )  # fmt: skip
+        self.monitor_structure = None if self.pruner else self._build_structure()
         self.log = MetricsLog(out / "metrics.jsonl")
         self.seconds = dict.fromkeys(PHASES, 0.0)
         self.step, self.elapsed0, self.events_logged = 0, 0.0, 0
+        self.notes: list[str] = [self.data.note] if self.data.note else []
+        self.flops_now = forward_flops(self.model, self.probe[:1])
+        self.train_flops_sum = 0.0
         self.initial = {
-            "flops": forward_flops(self.model, self.probe[:1]),
+            "flops": self.flops_now,
             "params": count_trainable(self.model),
+            "units": self.structure.num_units,
         }
+        self.baseline = make_baseline(self) if config.method in BASELINES else None
         if resume:
             self._resume()
         else:
@@ -144,17 +147,55 @@ class Run:
         if not (self.out / "checkpoint").exists():
             raise DempError(f"cannot resume: {self.out / 'checkpoint'} not found")
         extra = load_checkpoint(self.out / "checkpoint", self.model, self.opt, pruner=self.pruner)
+        if self.pruner is None:  # the checkpoint may have reshaped the model
+            self.monitor_structure = self._build_structure()
         self.step = int(extra["step"])
         self.elapsed0 = float(extra["elapsed"])
         self.initial = dict(extra["initial"])
         self.seconds = {k: float(extra["seconds"].get(k, 0.0)) for k in PHASES}
+        self.train_flops_sum = float(extra["train_flops_sum"])
+        self.notes = list(extra["notes"])
         self.events_logged = len(self.pruner.history) if self.pruner else 0
+        self.flops_now = forward_flops(self.model, self.probe[:1])
+        if self.baseline is not None:
+            self.baseline.load_state_dict(_load_tensors(self.out / "baseline.safetensors"),
+                                          extra["baseline"])  # fmt: skip
         self.log.truncate_after(self.step)
+
+    def _build_structure(self) -> Structure:
+        c = self.config.demp
+        return build_checked_structure(
+            self.model, self.probe, c.ignored_layers, c.allow_inexact_norm, True, self.device, None
+        )
+
+    # ------------------------------------------------------------------ for the methods
+    @property
+    def structure(self) -> Structure:
+        """The channel groups being pruned (or monitored)."""
+        return self.pruner.structure if self.pruner else self.monitor_structure
+
+    def structure_changed(self) -> None:
+        """Update the FLOPs accounting after units were removed."""
+        self.flops_now = forward_flops(self.model, self.probe[:1])
+
+    def score_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The training batches baseline scores are computed on (fixed, unaugmented order)."""
+        batches = self.data.batches(self.config.batch_size, epoch=10**6, seed=self.config.seed)
+        out = []
+        for x, y in itertools.islice(batches, self.config.score_batches):
+            out.append((x.to(self.device), y.to(self.device)))
+        return out
+
+    def note(self, text: str) -> None:
+        """Add a line to the run summary's notes."""
+        self.notes.append(text)
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
         """Train to the end (or until Ctrl-C, which saves a checkpoint and re-raises)."""
         self.started = time.perf_counter()
+        if self.baseline is not None and self.step == 0:
+            self.baseline.before_training()
         bar = _progress_bar(self.total, self.step, self.config.method, self.progress)
         window = {"loss": 0.0, "correct": 0, "n": 0}
         try:
@@ -190,6 +231,7 @@ class Run:
         pruner_time = (sum(self.pruner.seconds.values()) - inside) if self.pruner else 0.0
         self.seconds["data"] += computed - start
         self.seconds["compute"] += done - computed - pruner_time
+        self.train_flops_sum += self.flops_now
         self.step += 1
         return loss, correct, len(y)
 
@@ -199,6 +241,10 @@ class Run:
 
     def _after_step(self, window: dict[str, Any], bar: Any) -> None:
         step = self.step
+        if self.baseline is not None:
+            self.baseline.after_step()
+            if step % self.spe == 0:
+                self.baseline.epoch_end(step // self.spe)
         self._log_checks()
         if step % self.config.log_every == 0 or step == self.total:
             record = {
@@ -224,10 +270,8 @@ class Run:
             if step < self.total:
                 self._save_checkpoint()
 
-    def _units(self) -> int | None:
-        if self.pruner:
-            return self.pruner.structure.num_units
-        return self.monitor_structure.num_units if self.monitor_structure else None
+    def _units(self) -> int:
+        return self.structure.num_units
 
     def _log_checks(self) -> None:
         """Log death checks: the pruner's events, or a monitoring check for dense runs."""
@@ -251,7 +295,7 @@ class Run:
         self.seconds["eval"] += time.perf_counter() - start
 
     def _check_record(self, step: int, live: dict[str, int], dead: int) -> dict[str, Any]:
-        initial = self.pruner.initial["units"] if self.pruner else self.monitor_structure.num_units
+        initial = self.initial["units"]
         alive = sum(live.values())
         return {
             "kind": "check", "step": step, "live": live, "dead_now": dead,
@@ -265,8 +309,12 @@ class Run:
         start = time.perf_counter()
         extra = {
             "step": self.step, "elapsed": self._elapsed(), "initial": self.initial,
-            "seconds": self.seconds,
+            "seconds": self.seconds, "train_flops_sum": self.train_flops_sum,
+            "notes": self.notes, "baseline": None,
         }  # fmt: skip
+        if self.baseline is not None:
+            tensors, extra["baseline"] = self.baseline.state_dict()
+            _save_tensors(self.out / "baseline.safetensors", tensors)
         save_checkpoint(self.out / "checkpoint", self.model, self.opt, pruner=self.pruner,
                         extra=extra)  # fmt: skip
         self.seconds["checkpoint"] += time.perf_counter() - start
@@ -294,27 +342,40 @@ class Run:
         out: dict[str, Any] = {
             "method": self.config.method, "dataset": self.config.dataset,
             "model": self.config.model, "width": self.config.width, "steps": self.step,
-            "epochs": self.step / self.spe, "note": self.data.note, **result,
+            "epochs": self.step / self.spe, "seed": self.config.seed, **result,
             "params_initial": self.initial["params"], "params": params,
             "weight_sparsity": 1 - params / self.initial["params"],
             "inference_flops": flops, "inference_flops_ratio": flops / self.initial["flops"],
             "wall_seconds": self._elapsed(),
         }  # fmt: skip
         if self.pruner:
-            s = self.pruner.summary()
-            per_step.update({f"pruner_{k}": v / max(self.step, 1) for k, v in s.seconds.items()})
-            out.update(
-                units_initial=s.units_initial, units=s.units, neuron_sparsity=s.neuron_sparsity,
-                train_flops_ratio=s.train_flops_ratio, train_flops=s.train_flops,
-            )  # fmt: skip
-        else:
-            units = self.monitor_structure.num_units
-            out.update(
-                units_initial=units, units=units, neuron_sparsity=0.0, train_flops_ratio=1.0,
-                train_flops=3.0 * self.config.batch_size * self.step * self.initial["flops"],
-            )  # fmt: skip
+            seconds = self.pruner.summary().seconds
+            per_step.update({f"pruner_{k}": v / max(self.step, 1) for k, v in seconds.items()})
+        units = self.structure.num_units
+        out.update(
+            units_initial=self.initial["units"], units=units,
+            neuron_sparsity=1 - units / self.initial["units"],
+            train_flops_ratio=self.train_flops_sum / max(self.step * self.initial["flops"], 1e-12),
+            train_flops=3.0 * self.config.batch_size * self.train_flops_sum,
+            target=self.config.target if self.baseline is not None else None,
+            notes=self.notes,
+        )  # fmt: skip
         out["seconds_per_step"] = per_step
         return out
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path)) if path.exists() else {}
 
 
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:

@@ -42,6 +42,8 @@ def table_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
         label = s["method"]
         if s["method"] == "demp":
             label += f" (lambda {run['config']['demp']['reg_strength']:g})"
+        elif s["method"] != "dense":
+            label += f" (target {run['config']['target']:g})"
         rows.append(
             [
                 run["name"], label, f"{s['test_acc']:.4f}", f"{s['neuron_sparsity']:.1%}",
@@ -66,7 +68,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> str:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(runs)
-    notes = sorted({r["summary"].get("note", "") for r in runs} - {""})
+    notes = sorted({f"{r['name']}: {n}" for r in runs for n in r["summary"].get("notes", [])})
     text = "# demp report\n\n" + table + "\n\n" + "".join(f"- {n}\n" for n in notes)
     text += (
         "\nFLOPs columns are ratios to each run's own initial (dense) model; speedup is the "

@@ -1,0 +1,115 @@
+"""Benchmark results: a CSV of every run, a Markdown table over seeds, Fig. 3-style plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+FIELDS = (
+    "run", "method", "level", "seed", "test_acc", "neuron_sparsity", "weight_sparsity",
+    "wall_seconds", "time_ratio", "train_flops_ratio", "inference_flops_ratio",
+)  # fmt: skip
+
+
+def collect(out: Path, runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per finished run; time relative to the mean dense run of the sweep."""
+    rows = []
+    for name, opts in runs:
+        summary_file = out / name / "summary.json"
+        if not summary_file.exists():
+            continue
+        s = json.loads(summary_file.read_text())
+        level = opts["demp"]["reg_strength"] if opts["method"] == "demp" else opts.get("target")
+        rows.append(
+            {
+                "run": name, "method": opts["method"], "level": level, "seed": opts["seed"],
+                "test_acc": s["test_acc"], "neuron_sparsity": s["neuron_sparsity"],
+                "weight_sparsity": s["weight_sparsity"], "wall_seconds": s["wall_seconds"],
+                "train_flops_ratio": s["train_flops_ratio"],
+                "inference_flops_ratio": s["inference_flops_ratio"],
+            }
+        )  # fmt: skip
+    dense = [r["wall_seconds"] for r in rows if r["method"] == "dense"]
+    base = statistics.mean(dense) if dense else None
+    for row in rows:
+        row["time_ratio"] = row["wall_seconds"] / base if base else None
+    return rows
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean (and std of accuracy) over seeds per (method, level), in sweep order."""
+    groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["level"]), []).append(row)
+    out = []
+    for (method, level), items in groups.items():
+        acc = [r["test_acc"] for r in items]
+        agg = {"method": method, "level": level, "seeds": len(items),
+               "acc_mean": statistics.mean(acc),
+               "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0}  # fmt: skip
+        for key in ("neuron_sparsity", "weight_sparsity", "time_ratio", "train_flops_ratio",
+                    "inference_flops_ratio"):  # fmt: skip
+            values = [r[key] for r in items if r[key] is not None]
+            agg[key] = statistics.mean(values) if values else None
+        out.append(agg)
+    return out
+
+
+def markdown(agg: list[dict[str, Any]]) -> str:
+    """The aggregated table in Markdown."""
+    head = (
+        "| method | lambda / target | seeds | test acc (mean ± std) | neuron sparsity "
+        "| weight sparsity | train time vs dense | train FLOPs vs dense | inference FLOPs |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+    for a in agg:
+        level = "" if a["level"] is None else f"{a['level']:g}"
+        lines.append(
+            f"| {a['method']} | {level} | {a['seeds']} | {a['acc_mean']:.4f} ± {a['acc_std']:.4f} "
+            f"| {fmt(a['neuron_sparsity'], '.1%')} | {fmt(a['weight_sparsity'], '.1%')} "
+            f"| {fmt(a['time_ratio'], '.2f')} | {fmt(a['train_flops_ratio'], '.2f')} "
+            f"| {fmt(a['inference_flops_ratio'], '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
+def write_results(out: Path, runs: list[tuple[str, dict[str, Any]]], title: str) -> str:
+    """Write results.csv, results.md and the two plots; return the Markdown table."""
+    rows = collect(out, runs)
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    agg = aggregate(rows)
+    table = markdown(agg)
+    (out / "results.md").write_text(
+        f"# {title}\n\n{table}\n\n![accuracy vs sparsity](accuracy_vs_sparsity.png)\n"
+    )
+    _plot(agg, out / "accuracy_vs_sparsity.png", title)
+    return table
+
+
+def _plot(agg: list[dict[str, Any]], path: Path, title: str) -> None:
+    from ..reports.plots import _pyplot, _save
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    methods = list(dict.fromkeys(a["method"] for a in agg))
+    for ax, key in zip(axes, ("neuron_sparsity", "weight_sparsity"), strict=True):
+        for method in methods:
+            points = sorted((a for a in agg if a["method"] == method), key=lambda a: a[key])
+            if method == "dense":
+                for a in points:
+                    ax.axhline(a["acc_mean"], color="gray", linestyle="--", label="dense")
+                continue
+            xs, ys = [a[key] for a in points], [a["acc_mean"] for a in points]
+            errors = [a["acc_std"] for a in points]
+            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=method)
+        ax.set(xlabel=key.replace("_", " "), title=f"{title}: accuracy vs {key.split('_')[0]}")
+    axes[0].set_ylabel("test accuracy")
+    axes[1].legend(fontsize=8)
+    _save(plt, fig, path)
