@@ -60,6 +60,7 @@ def _live_units(plt: Any, path: Path, checks: list, title: str) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
     names = list(checks[0]["live"])
+    ax.set_prop_cycle(color=plt.cm.tab20.colors, linestyle=["-", "--"] * 10)
     for name in names:
         ax.plot([c["step"] for c in checks], [c["live"].get(name, 0) for c in checks], label=name)
     ax.set(xlabel="step", ylabel="live units", title=f"live units per layer group: {title}")
