@@ -28,27 +28,16 @@ def test_method_reaches_its_target(method, target, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["snap", "earlysnap", "slimming"])
-def test_interrupted_baseline_run_resumes_to_the_same_result(method, tmp_path, monkeypatch):
+def test_interrupted_baseline_run_resumes_to_the_same_result(method, tmp_path, interrupt_at):
     import torch
     from safetensors.torch import load_file
-
-    from demp.harness import runner
 
     args = [*BASE, "--method", method, "--target", "0.5", "--steps", "40",
             "--early-deadline", "3"]  # fmt: skip
     assert main(["train", *args, "--out", str(tmp_path / "straight")]) == 0
-    calls = {"n": 0}
-    real_step = runner.train_step
-
-    def interrupting(*a):
-        calls["n"] += 1
-        if calls["n"] == 21:
-            raise KeyboardInterrupt
-        return real_step(*a)
-
-    monkeypatch.setattr(runner, "train_step", interrupting)
+    disarm = interrupt_at(21)
     assert main(["train", *args, "--out", str(tmp_path / "cut")]) == 130
-    monkeypatch.setattr(runner, "train_step", real_step)
+    disarm()
     assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
     a, b = (
         load_file(tmp_path / r / "checkpoint" / "model.safetensors") for r in ("straight", "cut")

@@ -7,7 +7,6 @@ import torch
 
 import demp
 from demp.cli.main import main
-from demp.harness import runner
 
 BASE = ["--dataset", "synthetic", "--train-size", "256", "--test-size", "64", "--batch-size",
         "32", "--no-progress"]  # fmt: skip
@@ -48,24 +47,15 @@ def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, interrupt_at):
     args = ["--model", "resnet18", "--width", "0.125", "--method", "demp", "--steps", 48,
             "--reg-strength", 0.05, "--prune-every", 8, "--lr", 1e-2]  # fmt: skip
     assert train(*args, "--out", tmp_path / "straight") == 0
 
-    calls = {"n": 0}
-    real_step = runner.train_step
-
-    def interrupting(*a):
-        calls["n"] += 1
-        if calls["n"] == 21:
-            raise KeyboardInterrupt
-        return real_step(*a)
-
-    monkeypatch.setattr(runner, "train_step", interrupting)
+    disarm = interrupt_at(21)
     assert train(*args, "--out", tmp_path / "cut") == 130
     assert not (tmp_path / "cut" / "summary.json").exists()
-    monkeypatch.setattr(runner, "train_step", real_step)
+    disarm()
     assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
 
     a = json.loads((tmp_path / "straight" / "summary.json").read_text())
