@@ -15,7 +15,7 @@ Deciding never changes the model (its mode is restored; hooks are removed).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .errors import DempError, ProbeError
+from .layers import side_size
 from .modes import eval_mode
 from .monitor import ActivationMonitor
 from .probe import call_model, first_batch, iterate_probe, to_device
@@ -116,6 +117,7 @@ def find_dead(
     ignored_layers: Iterable[nn.Module | str] = (),
     allow_inexact_norm: bool = False,
     verify: bool = True,
+    sync: Callable[[torch.Tensor], None] | None = None,
 ) -> DeadUnits:
     """Find the dead units of every prunable channel group. Changes nothing.
 
@@ -135,6 +137,9 @@ def find_dead(
         allow_inexact_norm: Accept LayerNorm/GroupNorm over the channels.
         verify: When building the structure, trial-cut each group once and skip the ones
             whose cut would not be exact (see :mod:`demp.verify`).
+        sync: Called in place on every statistics tensor, in the same order on every
+            process, before deciding (e.g. an all-reduce with MAX so that all DDP ranks
+            decide the same dead set from their own probe shards).
 
     Returns:
         A :class:`DeadUnits`.
@@ -158,6 +163,8 @@ def find_dead(
         for batch in iterate_probe(probe, max_examples):
             seen += _run(model, to_device(batch, device, dtype))
     stats = monitor.max_val if criterion == "nonpositive" else monitor.max_abs
+    if sync is not None:
+        stats = _synced(model, sorted(consumers), stats, sync)
     groups = {n: _group_death(g, stats, eps) for n, g in structure.groups.items()}
     return DeadUnits(groups, dict(structure.skipped), structure, criterion, eps, seen)
 
@@ -186,6 +193,25 @@ def build_checked_structure(
         reasons = "; ".join(f"{k}: {v}" for k, v in list(structure.skipped.items())[:5])
         raise DempError(f"no prunable channel group found in the model ({reasons})")
     return structure
+
+
+def _synced(
+    model: nn.Module,
+    paths: list[str],
+    stats: dict[str, torch.Tensor],
+    sync: Callable[[torch.Tensor], None],
+) -> dict[str, torch.Tensor]:
+    """Apply ``sync`` to each consumer's statistics; a consumer never called counts as +inf."""
+    out = {}
+    for path in paths:
+        tensor = stats.get(path)
+        if tensor is None:
+            module = model.get_submodule(path)
+            device = next(module.parameters()).device
+            tensor = torch.full((side_size(module, "in"),), float("inf"), device=device)
+        sync(tensor)
+        out[path] = tensor
+    return out
 
 
 def _run(model: nn.Module, batch: Any) -> int:

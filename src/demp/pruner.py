@@ -55,6 +55,9 @@ class DemonPruner:
         on_structure_change: Callables ``(pruner, report)`` run after every removal (re-wrap
             DDP, reset torch.compile, resize EMA copies...).
         batch_size: Examples per step, to report absolute training FLOPs (optional).
+        sync: Applied to the death statistics before each decision (see
+            :func:`demp.find_dead`); :mod:`demp.integrations.distributed` passes a MAX
+            all-reduce so that every rank removes the same units.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class DemonPruner:
         *,
         on_structure_change: Iterable[StructureCallback] = (),
         batch_size: int | None = None,
+        sync: Callable[[torch.Tensor], None] | None = None,
     ) -> None:
         if int(total_steps) <= 0:
             raise DempError(f"total_steps must be a positive integer, got {total_steps}")
@@ -76,6 +80,7 @@ class DemonPruner:
         self.total_steps = int(total_steps)
         self.prune_every = self.config.prune_every or max(1, round(0.05 * self.total_steps))
         self.batch_size = batch_size
+        self.sync = sync
         self.callbacks: list[StructureCallback] = list(on_structure_change)
         self._probe = list(iterate_probe(probe, self.config.probe_size))
         self.structure = self._build_structure()
@@ -164,6 +169,7 @@ class DemonPruner:
             eps=self.config.eps,
             max_examples=None,
             structure=self.structure,
+            sync=self.sync,
         )
         checked = time.perf_counter()
         report = remove_units(

@@ -216,10 +216,14 @@ def apply_cuts(
     model: nn.Module,
     cuts: Mapping[tuple[str, Side], torch.Tensor],
     optimizer: torch.optim.Optimizer | None = None,
+    *,
+    trial: bool = False,
 ) -> None:
     """Slice the modules (and optimizer state) named in ``cuts``: (path, side) -> kept indices.
 
     Every new tensor is computed first; assignment starts only once all succeeded.
+    ``trial=True`` (a cut undone before any backward, see :mod:`demp.verify`) leaves
+    autograd's cached gradient accumulators alone, so hooks on them (DDP's) survive.
     """
     per_tensor: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = {}
     for (path, side), keep in cuts.items():
@@ -239,7 +243,10 @@ def apply_cuts(
         staged.append((module, name, tensor, data, grad, state))
     for module, name, tensor, data, grad, state in staged:
         if isinstance(tensor, nn.Parameter):
-            replace_data(tensor, data)
+            if trial:
+                tensor.data = data
+            else:
+                replace_data(tensor, data)
             tensor.grad = grad
             if state:
                 optimizer.state[tensor].update(state)

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import replace_data
 from .modes import eval_mode
 from .probe import Batch, call_model
 from .structure import ChannelGroup, Structure, keep_indices, module_cuts
@@ -88,7 +87,7 @@ def _trial(
     }
     with _restored(model, {path for path, _ in cuts}):
         try:
-            apply_cuts(model, cuts)
+            apply_cuts(model, cuts, trial=True)
             result = _flatten(call_model(model, example))
         except Exception as err:  # noqa: BLE001 - any failure means "cannot cut"
             return f"a trial cut of one unit made the model fail ({type(err).__name__}: {err})"
@@ -158,7 +157,7 @@ def _restored(model: nn.Module, paths: set[str]) -> Iterator[None]:
     finally:
         for module, params, buffers, attrs in saved:
             for p, data, grad in params.values():
-                replace_data(p, data)
+                p.data = data  # the shapes autograd cached are the original ones again
                 p.grad = grad
             module._buffers.update(buffers)
             for attr, value in attrs.items():

@@ -1,0 +1,98 @@
+"""DemP under multi-process DistributedDataParallel (torchrun, any backend).
+
+Slicing a model inside a live ``DistributedDataParallel`` breaks its next step; wrapping
+the shrunk model again works (FACTS §3). :class:`DDPModel` keeps one handle for the
+training loop and re-wraps after every structure change. :func:`distributed_pruner` builds
+a :class:`~demp.DemonPruner` whose death statistics are all-reduced with MAX, so every rank
+decides the same dead set from its own probe shard; the gradients DDP averages are the
+same on every rank, so the asymmetric-noise masks and the regularizer agree, and the noise
+generator starts from the same seed: all ranks stay identical.
+
+Example (under ``torchrun --nproc_per_node=2``)::
+
+    dist.init_process_group("gloo")
+    model = DDPModel(net)                              # use model(x) in the loop
+    opt = torch.optim.Adam(model.module.parameters())
+    pruner = distributed_pruner(model, opt, probe, total_steps)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..config import DemPConfig
+from ..pruner import DemonPruner
+from ..surgery import SurgeryReport
+
+
+class DDPModel:
+    """A DistributedDataParallel wrapper that stays valid across structure changes.
+
+    Args:
+        module: The model (on this rank's device).
+        **ddp_kwargs: Passed to ``DistributedDataParallel`` at every (re-)wrap.
+    """
+
+    def __init__(self, module: nn.Module, **ddp_kwargs: Any) -> None:
+        self.module = module
+        self.ddp_kwargs = ddp_kwargs
+        self.ddp = DistributedDataParallel(module, **ddp_kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Forward through the current DDP wrapper."""
+        return self.ddp(*args, **kwargs)
+
+    def rewrap(self, *_args: Any) -> None:
+        """Wrap the (shrunk) module in a fresh DistributedDataParallel."""
+        self.ddp = DistributedDataParallel(self.module, **self.ddp_kwargs)
+
+    def train(self, mode: bool = True) -> DDPModel:
+        """Set training mode on the module."""
+        self.module.train(mode)
+        return self
+
+    def eval(self) -> DDPModel:
+        """Set eval mode on the module."""
+        return self.train(False)
+
+
+def all_reduce_max(tensor: torch.Tensor) -> None:
+    """All-reduce in place with MAX (over the default process group)."""
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+
+
+def distributed_pruner(
+    model: DDPModel,
+    optimizer: torch.optim.Optimizer,
+    probe: Any,
+    total_steps: int,
+    config: DemPConfig | None = None,
+    **kwargs: Any,
+) -> DemonPruner:
+    """A DemonPruner on ``model.module`` that agrees across ranks and re-wraps DDP.
+
+    Extra keyword arguments go to :class:`~demp.DemonPruner` (``on_structure_change``
+    callbacks run after the re-wrap).
+    """
+    callbacks = [_rewrap(model), *kwargs.pop("on_structure_change", ())]
+    return DemonPruner(
+        model.module, optimizer, probe, total_steps, config,
+        on_structure_change=callbacks, sync=all_reduce_max, **kwargs,
+    )  # fmt: skip
+
+
+def _rewrap(model: DDPModel) -> Any:
+    def callback(_pruner: DemonPruner, _report: SurgeryReport) -> None:
+        model.rewrap()
+
+    return callback
+
+
+def is_main_process() -> bool:
+    """True on rank 0, or when not running distributed."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
