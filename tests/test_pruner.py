@@ -250,3 +250,30 @@ def test_config_round_trips_through_a_dict():
     assert demp.DemPConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown DemPConfig options"):
         demp.DemPConfig.from_dict({"lambda": 1})
+
+
+def test_closure_steps_match_plain_steps():
+    x, y = synthetic((3, 8, 8), n=64, dtype=torch.float64)
+    cfg = demp.DemPConfig(reg_strength=1e-2, noise_std=1e-3, prune_every=3)
+    results = []
+    for use_closure in (False, True):
+        model, opt = make_run()
+        pruner = demp.DemonPruner(model, opt, x[:32], total_steps=6, config=cfg)
+        for step in range(6):
+            i = torch.arange(step * 8, step * 8 + 8)
+
+            def closure(i=i, model=model, opt=opt):
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x[i]), y[i])
+                loss.backward()
+                return loss
+
+            if use_closure:
+                opt.step(closure)
+            else:
+                closure()
+                opt.step()
+        results.append((pruner.step, model.state_dict()))
+    (steps_a, a), (steps_b, b) = results
+    assert steps_a == steps_b == 6 and a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -6,7 +6,9 @@ it records where the loss gradient is non-zero (for asymmetric noise) and adds t
 scheduled regularizer gradient; after the step it adds the scheduled noise, counts the
 step, and every ``prune_every`` steps runs a death check on the fixed probe set and removes
 the dead units from the model and the optimizer state. A step that GradScaler skips never
-reaches the hooks and is not counted.
+reaches the hooks and is not counted. When ``step`` gets a closure (Lightning's automatic
+optimization, LBFGS-style loops) the regularizer and masks are applied right after the
+closure has computed the gradients, inside the step.
 """
 
 from __future__ import annotations
@@ -112,7 +114,24 @@ class DemonPruner:
         ]
 
     # ----------------------------------------------------------------- the training loop
-    def _before_step(self, _opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
+    def _before_step(self, _opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> Any:
+        # torch passes the optimizer itself as args[0]; a closure comes next or as a keyword
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            self._prepare_step()
+            return None
+
+        def wrapped() -> Any:  # the gradients exist only once the closure has run
+            loss = closure()
+            self._prepare_step()
+            return loss
+
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": wrapped}
+        return (args[0], wrapped, *args[2:]), kwargs
+
+    def _prepare_step(self) -> None:
+        """Record the asymmetric-noise masks and add the regularizer gradient."""
         start = time.perf_counter()
         self._masks = None
         if not self._grads_finite():
