@@ -289,6 +289,21 @@ def _tensor_shapes(shapes: dict[str, list[int]], weights: dict[str, Any]) -> dic
     return {k: shapes.get(k) for k in weights}
 
 
+def reshape_to(model: nn.Module, shapes: dict[str, list[int]]) -> None:
+    """Give a model built at its original size the (smaller) shapes of a saved state_dict.
+
+    Only entries whose shape differs are touched; Parameter objects are kept and the size
+    attributes of the touched layers (``in_channels``...) are updated.
+
+    Raises:
+        CheckpointError: A key the model lacks, or a layer demp cannot reshape.
+    """
+    missing = sorted(k for k in shapes if k not in current_shapes(model))
+    if missing:
+        raise CheckpointError(f"the checkpoint has entries the model lacks: {missing[:5]}")
+    _reshape(model, shapes)
+
+
 def _reshape(model: nn.Module, shapes: dict[str, list[int]]) -> None:
     touched = set()
     for key, shape in shapes.items():
