@@ -29,6 +29,21 @@ def _cross_entropy(output: Any, target: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(output, target)
 
 
+def _summed_gate_grads(
+    gates: dict[str, torch.Tensor],
+    batches: Iterable[tuple[Any, torch.Tensor]],
+    objective: Callable[[Any, torch.Tensor], torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """``|sum over batches of d objective(x, y) / d gates|`` per group, on the CPU."""
+    names = list(gates)
+    total = {n: torch.zeros_like(gates[n]) for n in names}
+    for x, y in batches:
+        grads = torch.autograd.grad(objective(x, y), [gates[n] for n in names])
+        for n, g in zip(names, grads, strict=True):
+            total[n] += g.detach()
+    return {n: t.abs().cpu() for n, t in total.items()}
+
+
 def snap_scores(
     model: nn.Module,
     structure: Structure,
@@ -37,14 +52,7 @@ def snap_scores(
 ) -> dict[str, torch.Tensor]:
     """SNAP node scores per group (same order as the group's units)."""
     with eval_mode(model), node_gates(model, structure) as gates:
-        names = list(gates)
-        total = {n: torch.zeros_like(gates[n]) for n in names}
-        for x, y in batches:
-            loss = loss_fn(call_model(model, x), y)
-            grads = torch.autograd.grad(loss, [gates[n] for n in names])
-            for n, g in zip(names, grads, strict=True):
-                total[n] += g.detach()
-    return {n: t.abs().cpu() for n, t in total.items()}
+        return _summed_gate_grads(gates, batches, lambda x, y: loss_fn(call_model(model, x), y))
 
 
 def crops_scores(
@@ -57,17 +65,15 @@ def crops_scores(
     batches = list(batches)
     weights = [p for p in model.parameters() if p.requires_grad]
     with eval_mode(model), node_gates(model, structure) as gates:
-        names = list(gates)
         g_bar = [torch.zeros_like(w) for w in weights]
         for x, y in batches:
             grads = torch.autograd.grad(loss_fn(call_model(model, x), y), weights)
             for acc, g in zip(g_bar, grads, strict=True):
                 acc += g.detach()
-        total = {n: torch.zeros_like(gates[n]) for n in names}
-        for x, y in batches:
+
+        def z(x: Any, y: torch.Tensor) -> torch.Tensor:
             loss = loss_fn(call_model(model, x), y)
             grads = torch.autograd.grad(loss, weights, create_graph=True)
-            z = sum((g * gb).sum() for g, gb in zip(grads, g_bar, strict=True))
-            for n, g in zip(names, torch.autograd.grad(z, [gates[n] for n in names]), strict=True):
-                total[n] += g.detach()
-    return {n: t.abs().cpu() for n, t in total.items()}
+            return sum((g * gb).sum() for g, gb in zip(grads, g_bar, strict=True))
+
+        return _summed_gate_grads(gates, batches, z)

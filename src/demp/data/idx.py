@@ -60,15 +60,14 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def find_file(folder: Path, stem: str) -> Path | None:
     """Find ``stem`` in ``folder`` raw or gzipped (also the ``stem.idx3-ubyte`` spelling)."""
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
         if (folder / name).is_file():
             return folder / name
     return None
 
 
-def load_idx_split(
-    name: str, folder: Path, split: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def load_idx_split(name: str, folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Load images (N, 1, H, W) in [0, 1] and labels (N,) of one split of an IDX dataset."""
     images_stem, labels_stem = _FILES[split]
     paths = [find_file(folder, images_stem), find_file(folder, labels_stem)]
