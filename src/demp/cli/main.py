@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DempError
+from .launch import launch, launch_needed
 from .options import add_train_options, overrides_from_args
 
 
@@ -22,6 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="run folder to create")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run folder")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train with N processes under torchrun (DistributedDataParallel)",
+    )
+    train.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="save a checkpoint and exit at this step (continue with --resume)",
+    )
     add_train_options(train)
 
     report = sub.add_parser("report", help="compare finished runs (Markdown table + plot)")
@@ -44,9 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``demp`` command; return its exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
+            if launch_needed(args.nproc):
+                return launch(args.nproc, argv)
             return _train(args)
         if args.command == "report":
             return _report(args)
@@ -81,19 +99,23 @@ def _train(args: argparse.Namespace) -> int:
             raise DempError(f"cannot resume: {config_file} not found (not a demp run folder)")
         saved = json.loads(config_file.read_text())
         config = TrainConfig.from_dict(merge(saved, overrides))
-        summary = run_training(config, args.resume, resume=True, progress=not args.no_progress)
+        summary = run_training(config, args.resume, resume=True, progress=not args.no_progress,
+                               stop_after=args.stop_after)  # fmt: skip
         _print_summary(summary, args.resume)
         return 0
     if args.out is None:
         raise DempError("give --out RUN_DIR (or --resume RUN_DIR)")
     base: dict[str, Any] = load_toml(args.config) if args.config else {}
     config = TrainConfig.from_dict(merge(base, overrides))
-    summary = run_training(config, args.out, progress=not args.no_progress)
+    summary = run_training(config, args.out, progress=not args.no_progress,
+                           stop_after=args.stop_after)  # fmt: skip
     _print_summary(summary, args.out)
     return 0
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    if not summary:  # not rank 0, or stopped before the end
+        return
     print(
         f"{summary['method']} {summary['model']} on {summary['dataset']}: "
         f"test acc {summary['test_acc']:.4f}, neuron sparsity {summary['neuron_sparsity']:.1%}, "

@@ -4,18 +4,20 @@
 logs to ``metrics.jsonl``, checkpoints at epoch ends (and on Ctrl-C), and at the end
 writes ``summary.json`` and the plots. ``resume=True`` continues a run folder from its
 checkpoint: the data order, augmentation, learning rate and DemP noise depend only on the
-step, so the continuation sees what the uninterrupted run would have.
+step, so the continuation sees what the uninterrupted run would have. Under torchrun
+every rank trains on its slice of the same global batch through ``DistributedDataParallel``
+and only rank 0 writes (:mod:`demp.harness.ranks`).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..accounting import forward_flops
 from ..baselines.methods import BASELINES, make_baseline
@@ -23,71 +25,33 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..criteria import build_checked_structure, find_dead
 from ..data import DataBundle, load_dataset
 from ..errors import DempError
+from ..integrations.distributed import DDPModel, all_reduce_max
 from ..models import build_model
-from ..modes import eval_mode
 from ..pruner import DemonPruner
 from ..structure import Structure
 from ..surgery import count_trainable
 from .config import TrainConfig
 from .lr import lr_at
-from .rundir import MetricsLog, write_json
+from .ranks import Ranks
+from .rundir import MetricsLog, load_tensors, progress_bar, save_tensors, write_json
+from .steps import evaluate, make_optimizer, resolve_device, train_step
 
 PHASES = ("data", "compute", "eval", "checkpoint")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise DempError(f"unknown device {name!r}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DempError("device cuda requested but no CUDA device is available")
-    return device
-
-
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD with momentum, as configured."""
-    params, wd = model.parameters(), config.weight_decay
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=wd)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd)
-
-
-def train_step(
-    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
-) -> tuple[float, int]:
-    """One optimizer step; returns the batch loss and the number of correct predictions."""
-    out = model(x)
-    loss = nn.functional.cross_entropy(out, y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.item(), int((out.argmax(1) == y).sum())
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> dict:
-    """Test loss and accuracy, in eval mode (restored after), batches of 1000."""
-    loss, correct = 0.0, 0
-    with eval_mode(model), torch.no_grad():
-        for i in range(0, len(x), 1000):
-            xb, yb = x[i : i + 1000].to(device), y[i : i + 1000].to(device)
-            out = model(xb)
-            loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
-            correct += int((out.argmax(1) == yb).sum())
-    return {"test_loss": loss / len(x), "test_acc": correct / len(x)}
 
 
 class Run:
     """The state of one run while it trains (see :func:`run_training`)."""
 
     def __init__(self, config: TrainConfig, out: Path, resume: bool, progress: bool) -> None:
-        self.config, self.out, self.progress = config, out, progress
-        self.device = resolve_device(config.device)
+        self.config, self.out = config, out
+        device = resolve_device(config.device)
+        self.ranks = Ranks.from_env(device)
+        if not self.ranks.main:  # rank 0 speaks for all
+            warnings.filterwarnings("ignore")
+        self.ranks.check_batch(config.batch_size)
+        self.device = self.ranks.device(device)
+        self.progress = progress and self.ranks.main
+        self.stop_after: int | None = None
         torch.manual_seed(config.seed)
         self.data: DataBundle = load_dataset(
             config.dataset, config.data_dir, config.train_size, config.test_size, config.seed
@@ -108,9 +72,10 @@ class Run:
         self.pruner = None
         if config.method == "demp":
             self.pruner = DemonPruner(
-                self.model, self.opt, self.probe, self.total, config.demp,
+                self.model, self.opt, self.ranks.shard(self.probe), self.total, config.demp,
                 batch_size=config.batch_size,
                 on_structure_change=[lambda _p, _r: self.structure_changed()],
+                sync=all_reduce_max if self.ranks.distributed else None,
             )  # fmt: skip
         self.monitor_structure = None if self.pruner else self._build_structure()
         self.log = MetricsLog(out / "metrics.jsonl")
@@ -129,6 +94,9 @@ class Run:
             self._resume()
         else:
             self._start_fresh()
+        # wrapped after a resume has given the model its checkpoint's shapes
+        self.net = DDPModel(self.model) if self.ranks.distributed else self.model
+        self.ranks.barrier()
 
     # ------------------------------------------------------------------ set-up
     def _start_fresh(self) -> None:
@@ -137,6 +105,9 @@ class Run:
                 f"{self.out} already holds a run; pass --resume {self.out} to continue it or "
                 "choose another --out"
             )
+        self.ranks.barrier()  # every rank has checked before rank 0 writes
+        if not self.ranks.main:
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         self.log.path.unlink(missing_ok=True)
         write_json(self.out / "config.json", self.config.to_dict())
@@ -158,9 +129,10 @@ class Run:
         self.events_logged = len(self.pruner.history) if self.pruner else 0
         self.flops_now = forward_flops(self.model, self.probe[:1])
         if self.baseline is not None:
-            self.baseline.load_state_dict(_load_tensors(self.out / "baseline.safetensors"),
+            self.baseline.load_state_dict(load_tensors(self.out / "baseline.safetensors"),
                                           extra["baseline"])  # fmt: skip
-        self.log.truncate_after(self.step)
+        if self.ranks.main:
+            self.log.truncate_after(self.step)
 
     def _build_structure(self) -> Structure:
         c = self.config.demp
@@ -175,7 +147,9 @@ class Run:
         return self.pruner.structure if self.pruner else self.monitor_structure
 
     def structure_changed(self) -> None:
-        """Update the FLOPs accounting after units were removed."""
+        """Re-wrap DDP and update the FLOPs accounting after units were removed."""
+        if isinstance(self.net, DDPModel):
+            self.net.rewrap()
         self.flops_now = forward_flops(self.model, self.probe[:1])
 
     def score_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -194,9 +168,14 @@ class Run:
     def train(self) -> dict[str, Any]:
         """Train to the end (or until Ctrl-C, which saves a checkpoint and re-raises)."""
         self.started = time.perf_counter()
+        if self.stop_after is not None and not self.step < self.stop_after < self.total:
+            raise DempError(
+                f"stop-after {self.stop_after} must lie between the current step {self.step} "
+                f"and the run's last step {self.total}"
+            )
         if self.baseline is not None and self.step == 0:
             self.baseline.before_training()
-        bar = _progress_bar(self.total, self.step, self.config.method, self.progress)
+        bar = progress_bar(self.total, self.step, self.config.method, self.progress)
         window = {"loss": 0.0, "correct": 0, "n": 0}
         try:
             while self.step < self.total:
@@ -208,25 +187,38 @@ class Run:
                     window["correct"] += correct
                     window["n"] += n
                     self._after_step(window, bar)
-                    if self.step >= self.total:
+                    if self.step >= self.total or self.step == self.stop_after:
                         break
+                if self.step == self.stop_after and self.step < self.total:
+                    return self._stop(bar)
         except KeyboardInterrupt:
-            self._save_checkpoint()
+            if self.ranks.main:
+                self._save_checkpoint()
             bar.close()
-            print(f"\ninterrupted at step {self.step}; resume with: demp train --resume {self.out}")
+            if self.ranks.main:
+                print(f"\ninterrupted at step {self.step}; "
+                      f"resume with: demp train --resume {self.out}")  # fmt: skip
             raise
         bar.close()
         return self._finish()
 
+    def _stop(self, bar: Any) -> dict[str, Any]:
+        """Checkpoint and leave before the end (``stop_after``); resume continues the run."""
+        self._save_checkpoint()
+        bar.close()
+        if self.ranks.main:
+            print(f"stopped at step {self.step}; resume with: demp train --resume {self.out}")
+        return {}
+
     def _one_step(self, batches: Any) -> tuple[float, int, int]:
         start = time.perf_counter()
-        x, y = next(batches)
+        x, y = map(self.ranks.shard, next(batches))
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         for group in self.opt.param_groups:
             group["lr"] = self._lr(self.step)
         inside = sum(self.pruner.seconds.values()) if self.pruner else 0.0
         computed = time.perf_counter()
-        loss, correct = train_step(self.model, self.opt, x, y)
+        loss, correct = train_step(self.net, self.opt, x, y)
         done = time.perf_counter()
         pruner_time = (sum(self.pruner.seconds.values()) - inside) if self.pruner else 0.0
         self.seconds["data"] += computed - start
@@ -247,26 +239,27 @@ class Run:
                 self.baseline.epoch_end(step // self.spe)
         self._log_checks()
         if step % self.config.log_every == 0 or step == self.total:
+            loss, correct, n = self.ranks.sum([window[k] for k in ("loss", "correct", "n")],
+                                              self.device)  # fmt: skip
             record = {
                 "kind": "step", "step": step, "epoch": step / self.spe, "lr": self._lr(step - 1),
-                "loss": window["loss"] / max(window["n"], 1),
-                "train_acc": window["correct"] / max(window["n"], 1),
+                "loss": loss / max(n, 1), "train_acc": correct / max(n, 1),
                 "params": count_trainable(self.model), "units": self._units(),
                 "penalty": self.pruner.penalty() if self.pruner else 0.0,
                 "elapsed": self._elapsed(),
             }  # fmt: skip
-            self.log.write(record)
+            self._write(record)
             bar.set_postfix(
                 loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                 units=record["units"], params=record["params"],
             )  # fmt: skip
             window.update(loss=0.0, correct=0, n=0)
         bar.update(1)
-        if step % self.spe == 0 or step == self.total:
+        if (step % self.spe == 0 or step == self.total) and self.ranks.main:
             start = time.perf_counter()
             result = evaluate(self.model, self.data.test_x, self.data.test_y, self.device)
             self.seconds["eval"] += time.perf_counter() - start
-            self.log.write({"kind": "epoch", "step": step, "epoch": step / self.spe, **result})
+            self._write({"kind": "epoch", "step": step, "epoch": step / self.spe, **result})
             if step < self.total:
                 self._save_checkpoint()
 
@@ -278,11 +271,11 @@ class Run:
         if self.pruner:
             for event in self.pruner.history[self.events_logged :]:
                 live = dict(event["widths"])
-                self.log.write(self._check_record(event["step"], live, event["dead"]))
+                self._write(self._check_record(event["step"], live, event["dead"]))
             self.events_logged = len(self.pruner.history)
             return
         every = self.config.monitor_every or max(1, round(0.05 * self.total))
-        if self.step % every == 0:
+        if self.step % every == 0 and self.ranks.main:
             self._monitor()
 
     def _monitor(self) -> None:
@@ -291,8 +284,12 @@ class Run:
         dead = find_dead(self.model, self.probe, structure=self.monitor_structure,
                          criterion=demp_cfg.criterion, eps=demp_cfg.eps)  # fmt: skip
         live = {n: g.width - g.num_dead for n, g in dead.groups.items()}
-        self.log.write(self._check_record(self.step, live, dead.num_dead))
+        self._write(self._check_record(self.step, live, dead.num_dead))
         self.seconds["eval"] += time.perf_counter() - start
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.ranks.main:
+            self.log.write(record)
 
     def _check_record(self, step: int, live: dict[str, int], dead: int) -> dict[str, Any]:
         initial = self.initial["units"]
@@ -306,6 +303,8 @@ class Run:
         return self.elapsed0 + time.perf_counter() - self.started
 
     def _save_checkpoint(self) -> None:
+        if not self.ranks.main:
+            return
         start = time.perf_counter()
         extra = {
             "step": self.step, "elapsed": self._elapsed(), "initial": self.initial,
@@ -314,7 +313,7 @@ class Run:
         }  # fmt: skip
         if self.baseline is not None:
             tensors, extra["baseline"] = self.baseline.state_dict()
-            _save_tensors(self.out / "baseline.safetensors", tensors)
+            save_tensors(self.out / "baseline.safetensors", tensors)
         save_checkpoint(self.out / "checkpoint", self.model, self.opt, pruner=self.pruner,
                         extra=extra)  # fmt: skip
         self.seconds["checkpoint"] += time.perf_counter() - start
@@ -322,9 +321,11 @@ class Run:
     # ------------------------------------------------------------------ the end
     def _finish(self) -> dict[str, Any]:
         if self.pruner:
-            self.pruner.finalize()
+            self.pruner.finalize()  # every rank: the decision is all-reduced
             self._log_checks()
-        else:
+        if not self.ranks.main:
+            return {}
+        if not self.pruner:
             self._monitor()
         result = evaluate(self.model, self.data.test_x, self.data.test_y, self.device)
         self._save_checkpoint()
@@ -364,33 +365,34 @@ class Run:
         return out
 
 
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    tmp.replace(path)
-
-
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path)) if path.exists() else {}
-
-
-def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True)
-
-
 def run_training(
-    config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train one run into the folder ``out`` and return its summary.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every rank calls this; rank 0 writes the folder and
+    gets the summary, the other ranks get ``{}``.
+
+    Args:
+        config: The run's options.
+        out: The run folder.
+        resume: Continue the run folder from its checkpoint.
+        progress: Show a progress bar.
+        stop_after: Save a checkpoint and return ``{}`` once this step is reached (before
+            the end), e.g. to fit a job's time limit; ``resume`` continues.
 
     Raises:
         DempError: Bad options, missing data, or an existing run folder (without resume).
         KeyboardInterrupt: After saving a checkpoint, when interrupted.
     """
-    return Run(config, Path(out), resume, progress).train()
+    run = Run(config, Path(out), resume, progress)
+    run.stop_after = stop_after
+    try:
+        return run.train()
+    finally:
+        run.ranks.close()
