@@ -277,3 +277,20 @@ def test_closure_steps_match_plain_steps():
     (steps_a, a), (steps_b, b) = results
     assert steps_a == steps_b == 6 and a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_prune_start_delays_the_first_check():
+    x, y = synthetic((3, 8, 8), n=64)
+    model, opt = make_run()
+    model.float()
+    s = demp.build_structure(model, x[:2])
+    kill(model, s.groups["features.0"], [2])
+    cfg = demp.DemPConfig(prune_every=2, prune_start=5, reg_strength=0.0, noise="off")
+    pruner = demp.DemonPruner(model, opt, x, total_steps=20, config=cfg)
+    train(model, opt, x, y, 5)
+    assert pruner.history == [] and model.features[0].out_channels == 6
+    train(model, opt, x, y, 1)
+    assert [e["step"] for e in pruner.history] == [6] and model.features[0].out_channels == 5
+    pruner.detach()
+    with pytest.raises(ValueError, match="prune_start must be >= 0"):
+        demp.DemPConfig(prune_start=-1)

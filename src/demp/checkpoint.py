@@ -80,7 +80,7 @@ def save_checkpoint(
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             (tmp / "optimizer.json").write_text(json.dumps(rest))
         if pruner is not None:
-            (tmp / "pruner.json").write_text(json.dumps(_encode(pruner.state_dict())))
+            (tmp / "pruner.json").write_text(json.dumps(encode_state(pruner.state_dict())))
         (tmp / "spec.json").write_text(json.dumps(spec, indent=1))
         _swap_into_place(tmp, path)
     except BaseException:
@@ -133,7 +133,7 @@ def load_checkpoint(
     return dict(spec.get("extra", {}))
 
 
-def _encode(value: Any) -> Any:
+def encode_state(value: Any) -> Any:
     """JSON-encode a state: tensors become ``{"__tensor__": base64, dtype, shape}``."""
     if isinstance(value, torch.Tensor):
         data = value.detach().cpu().contiguous()
@@ -144,21 +144,22 @@ def _encode(value: Any) -> Any:
             "shape": list(data.shape),
         }
     if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
+        return {k: encode_state(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
+        return [encode_state(v) for v in value]
     return value
 
 
-def _decode(value: Any) -> Any:
+def decode_state(value: Any) -> Any:
+    """Invert :func:`encode_state`."""
     if isinstance(value, dict) and "__tensor__" in value:
         raw = torch.frombuffer(bytearray(base64.b64decode(value["__tensor__"])), dtype=torch.uint8)
         dtype = getattr(torch, value["dtype"])
         return raw.view(dtype).reshape(value["shape"]).clone()
     if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
+        return {k: decode_state(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [decode_state(v) for v in value]
     return value
 
 
@@ -167,7 +168,7 @@ def _read_pruner(path: Path) -> dict[str, Any]:
     if not file.exists():
         raise CheckpointError(f"{path} holds no pruner state (saved without pruner=)")
     try:
-        return _decode(json.loads(file.read_text()))
+        return decode_state(json.loads(file.read_text()))
     except (json.JSONDecodeError, ValueError, KeyError, AttributeError) as err:
         raise CheckpointError(f"{file} is corrupted: {err}") from err
 

@@ -31,6 +31,8 @@ class DemPConfig:
         prune_every: Steps between death checks (None: 5 % of ``total_steps``). There is
             never a check at step 0 (eval-mode BatchNorm with fresh statistics makes live
             units look dead, FACTS §6).
+        prune_start: No dynamic death check before this step (paper §4.3: in a ViT the last
+            MLP block's units die early and later revive, so pruning starts after that).
         dynamic: Remove dead units during training (False: only at ``finalize()``).
         probe_size: Probe examples kept for the death checks (512 in the paper).
         criterion: Death test (see :func:`demp.find_dead`); ``eps`` its threshold.
@@ -49,6 +51,7 @@ class DemPConfig:
     schedule: Schedule = field(default_factory=OneCycle)
     noise_schedule: Schedule | None = None
     prune_every: int | None = None
+    prune_start: int = 0
     dynamic: bool = True
     probe_size: int = 512
     criterion: Criterion = "zero"
@@ -69,6 +72,8 @@ class DemPConfig:
                 raise ValueError(f"DemPConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.prune_every is not None and self.prune_every < 1:
             raise ValueError(f"DemPConfig.prune_every must be >= 1, got {self.prune_every}")
+        if self.prune_start < 0:
+            raise ValueError(f"DemPConfig.prune_start must be >= 0, got {self.prune_start}")
         if self.probe_size < 1:
             raise ValueError(f"DemPConfig.probe_size must be >= 1, got {self.probe_size}")
         if self.min_units < 1:

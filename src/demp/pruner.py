@@ -107,6 +107,7 @@ class DemonPruner:
         self._flops_now = self.initial["flops"]
         self._train_flops_sum = 0.0
         self._masks: list[torch.Tensor | None] | None = None
+        self._last_report: SurgeryReport | None = None
         self._started = self._last_event = time.perf_counter()
         self._handles = [
             optimizer.register_step_pre_hook(self._before_step),
@@ -155,7 +156,11 @@ class DemonPruner:
         self.seconds["noise"] += time.perf_counter() - start
         self.step += 1
         self._train_flops_sum += self._flops_now
-        if self.config.dynamic and self.step % self.prune_every == 0:
+        if (
+            self.config.dynamic
+            and self.step % self.prune_every == 0
+            and self.step >= self.config.prune_start
+        ):
             self.prune_now()
 
     def _grads_finite(self) -> bool:
@@ -204,13 +209,21 @@ class DemonPruner:
         self.seconds["check"] += checked - start
         self.seconds["surgery"] += done - checked
         self._record(report, dead.num_dead, checked - start, done - checked)
+        self._last_report = report
         if report.removed:
             for callback in self.callbacks:
                 callback(self, report)
         return report
 
     def finalize(self) -> SurgeryReport:
-        """Run the last death check and removal (also when ``dynamic=False``)."""
+        """Run the last death check and removal (also when ``dynamic=False``).
+
+        When a check already ran at this step (the last step was a multiple of
+        ``prune_every``), its report is returned: removal is exact, so a second check on an
+        unchanged model would find nothing new.
+        """
+        if self._last_report is not None and self.history[-1]["step"] == self.step:
+            return self._last_report
         return self.prune_now()
 
     def summary(self) -> PrunerSummary:

@@ -43,6 +43,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--noise", "demp", "noise", str, ("asymmetric", "symmetric", "off"), "DemP noise"),
     ("--noise-std", "demp", "noise_std", float, None, "peak noise standard deviation"),
     ("--prune-every", "demp", "prune_every", int, None, "steps between death checks (default 5%% of the run)"),
+    ("--prune-start", "demp", "prune_start", int, None, "no death check before this step (paper §4.3, ViT)"),
     ("--probe-size", "demp", "probe_size", int, None, "probe examples for death checks"),
     ("--criterion", "demp", "criterion", str, ("zero", "eps", "nonpositive"), "death criterion"),
     ("--eps", "demp", "eps", float, None, "death criterion threshold"),

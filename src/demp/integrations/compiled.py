@@ -1,0 +1,61 @@
+"""DemP with ``torch.compile``: a clean recompile after every structure change.
+
+A compiled model guards on its parameters' shapes, so the first call after units are
+removed recompiles by itself; but TorchDynamo counts recompilations of the same code, and
+past ``torch._dynamo.config.recompile_limit`` (8) it silently runs the model eagerly from
+then on (FACTS §3). A DemP run can change shapes more often than that. :class:`CompiledModel`
+keeps one handle for the training loop and, after each structure change, drops
+TorchDynamo's caches (``torch._dynamo.reset()``) and compiles the shrunk model afresh, so
+every structure gets a compiled graph. The reset is process-wide: other compiled
+functions recompile on their next call.
+
+Example::
+
+    model = CompiledModel(net)                         # use model(x) in the loop
+    pruner = demp.DemonPruner(net, opt, probe, total_steps,
+                              on_structure_change=[model.recompile])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class CompiledModel:
+    """A ``torch.compile`` handle that stays valid (and compiled) across structure changes.
+
+    Args:
+        module: The model; DemP prunes this module, not the compiled wrapper.
+        **compile_kwargs: Passed to ``torch.compile`` at every (re)compile.
+    """
+
+    def __init__(self, module: nn.Module, **compile_kwargs: Any) -> None:
+        self.module = module
+        self.compile_kwargs = compile_kwargs
+        self.compiled = torch.compile(module, **compile_kwargs)
+        self.recompiles = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Forward through the compiled model."""
+        return self.compiled(*args, **kwargs)
+
+    def recompile(self, *_args: Any) -> None:
+        """Drop TorchDynamo's caches and compile the (shrunk) module afresh.
+
+        Takes any arguments, so it can be an ``on_structure_change`` callback as it is.
+        """
+        torch._dynamo.reset()
+        self.compiled = torch.compile(self.module, **self.compile_kwargs)
+        self.recompiles += 1
+
+    def train(self, mode: bool = True) -> CompiledModel:
+        """Set training mode on the module."""
+        self.module.train(mode)
+        return self
+
+    def eval(self) -> CompiledModel:
+        """Set eval mode on the module."""
+        return self.train(False)

@@ -1,0 +1,112 @@
+"""The Hugging Face Trainer callback on a tiny randomly initialized ViT (no download)."""
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification  # noqa: E402
+
+from demp import DemPConfig  # noqa: E402
+from demp.errors import CheckpointError  # noqa: E402
+from demp.integrations.hf import DemonPruningCallback, load_pruned, save_pruned  # noqa: E402
+
+KILLED = {0: list(range(10)), 1: [3, 7, 9, 20, 40]}
+
+
+class Images(torch.utils.data.Dataset):
+    def __init__(self, n=128):
+        g = torch.Generator().manual_seed(0)
+        self.y = torch.randint(0, 4, (n,), generator=g)
+        self.x = torch.randn(n, 3, 16, 16, generator=g) + self.y.view(-1, 1, 1, 1) * 0.5
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+
+def vit(act="gelu"):
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32,
+                       num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       num_labels=4, hidden_act=act)  # fmt: skip
+    model = ViTForImageClassification(config)
+    with torch.no_grad():  # dead: GELU outputs ~1e-23 (eps criterion), ReLU exactly 0
+        for layer, units in KILLED.items():
+            fc1 = model.vit.layers[layer].mlp.fc1
+            fc1.weight[units] = 0
+            fc1.bias[units] = -10.0
+    return model
+
+
+def arguments(out, steps=12):
+    return TrainingArguments(
+        output_dir=str(out), max_steps=steps, per_device_train_batch_size=16,
+        learning_rate=1e-3, logging_steps=4, save_strategy="steps", save_steps=8,
+        report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+        dataloader_num_workers=0,
+    )  # fmt: skip
+
+
+def callback(data, criterion="eps"):
+    cfg = DemPConfig(reg_strength=0.0, criterion=criterion, prune_every=4, prune_start=6)
+    return DemonPruningCallback(data.x[:64], cfg)
+
+
+def widths(model):
+    return [layer.mlp.fc1.out_features for layer in model.vit.layers]
+
+
+@pytest.mark.parametrize("act,criterion", [("gelu", "eps"), ("relu", "zero")])
+def test_trainer_prunes_mlp_units_and_reloads(tmp_path, act, criterion):
+    data = Images()
+    model, cb = vit(act), callback(data, criterion)
+    trainer = Trainer(model=model, args=arguments(tmp_path / "out"), train_dataset=data,
+                      callbacks=[cb])  # fmt: skip
+    trainer.train()
+    assert [e["step"] for e in cb.pruner.history] == [8, 12]  # none before prune_start
+    assert cb.pruner.history[0]["removed"] == 15
+    assert widths(model) == [54, 59]
+    assert model.vit.layers[1].mlp.fc2.in_features == 59
+    assert any("attention" in name for name in cb.skipped)  # attention is left alone
+    logged = [r for r in trainer.state.log_history if "demp/units" in r]
+    assert logged and logged[-1]["demp/units"] == 113
+    x = data.x[:8]
+    with torch.no_grad():
+        expected = model.eval()(pixel_values=x).logits
+    save_pruned(model, tmp_path / "saved")
+    again = load_pruned(ViTForImageClassification, tmp_path / "saved")
+    assert widths(again) == [54, 59]
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(pixel_values=x).logits, expected)
+    # the Trainer's own checkpoint carries the spec and the pruner state
+    ckpt = tmp_path / "out" / "checkpoint-8"
+    assert (ckpt / "demp_spec.json").is_file() and (ckpt / "demp_pruner.json").is_file()
+    assert widths(load_pruned(ViTForImageClassification, ckpt)) == [54, 59]
+
+
+def test_trainer_resumes_a_shrunk_run(tmp_path):
+    data = Images()
+    straight = vit()
+    Trainer(model=straight, args=arguments(tmp_path / "a"), train_dataset=data,
+            callbacks=[callback(data)]).train()  # fmt: skip
+
+    cut = vit()
+    Trainer(model=cut, args=arguments(tmp_path / "b", steps=12), train_dataset=data,
+            callbacks=[callback(data)]).train()  # fmt: skip
+    ckpt = tmp_path / "b" / "checkpoint-8"
+    resumed, cb = load_pruned(ViTForImageClassification, ckpt), callback(data)
+    trainer = Trainer(model=resumed, args=arguments(tmp_path / "b"), train_dataset=data,
+                      callbacks=[cb])  # fmt: skip
+    trainer.train(resume_from_checkpoint=str(ckpt))
+    assert cb.pruner.step == 12 and [e["step"] for e in cb.pruner.history] == [8, 12]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_load_pruned_needs_the_spec(tmp_path):
+    vit().save_pretrained(tmp_path / "plain")
+    with pytest.raises(CheckpointError, match="demp_spec.json not found"):
+        load_pruned(ViTForImageClassification, tmp_path / "plain")
