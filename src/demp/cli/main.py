@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..analysis import ANALYSES
 from ..errors import DempError
 from .launch import launch, launch_needed
 from .options import add_train_options, overrides_from_args
@@ -49,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--no-progress", action="store_true")
 
+    analyze = sub.add_parser("analyze", help="the paper's neuron-death analyses (JSON + PNG)")
+    analyze.add_argument("name", choices=(*ANALYSES, "all"), help="which analysis")
+    analyze.add_argument(
+        "--size",
+        choices=("tiny", "quick", "full"),
+        default="quick",
+        help="tiny: seconds; quick: minutes on 2 cores; full: hours",
+    )
+    analyze.add_argument("--out", type=Path, default=Path("runs/analyze"))
+    analyze.add_argument("--data-dir", default=None, help="folder of MNIST/Fashion-MNIST files")
+    analyze.add_argument("--no-progress", action="store_true")
+
     demo = sub.add_parser("demo", help="dense vs DemP side by side on built-in data")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--steps", type=int, default=1250)
@@ -68,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "analyze":
+            return _analyze(args)
         if args.command == "bench":
             from ..bench.sweep import run_bench
 
@@ -122,6 +137,17 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         f"weight sparsity {summary['weight_sparsity']:.1%}, train FLOPs ratio "
         f"{summary['train_flops_ratio']:.3f}, {summary['wall_seconds']:.0f} s -> {out}"
     )
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from ..analysis import run_analysis
+
+    names = tuple(ANALYSES) if args.name == "all" else (args.name,)
+    for name in names:
+        result = run_analysis(name, args.size, args.out, data_dir=args.data_dir,
+                              progress=not args.no_progress)  # fmt: skip
+        print(f"{name} ({args.size}, {result['seconds']:.0f} s): {result['json']}, {result['png']}")
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--data-dir", None, "data_dir", str, None, "folder of the dataset files"),
     ("--train-size", None, "train_size", int, None, "training examples kept (random subset)"),
     ("--test-size", None, "test_size", int, None, "test examples kept"),
-    ("--model", None, "model", str, None, "registry model (mlp, resnet18, resnet34, resnet50, vgg16, cnn1d, resnet1d, vit)"),
+    ("--model", None, "model", str, None, "registry model (mlp, mlp-bn, resnet18, resnet34, resnet50, vgg16, cnn1d, resnet1d, vit)"),
     ("--width", None, "width", float, None, "width multiplier (1.0 = standard)"),
     ("--activation", None, "activation", str, ("relu", "leaky_relu", "gelu", "silu"), "activation"),
     ("--method", None, "method", str, ("dense", "demp", "snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming"), "training method"),

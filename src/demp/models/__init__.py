@@ -6,6 +6,7 @@ multiplier (1.0 = the standard size) and an ``activation`` name.
 | name | architecture | input |
 |---|---|---|
 | ``mlp`` | MLP 100-300 (the paper's MNIST MLP) | any |
+| ``mlp-bn`` | the same with BatchNorm before each activation | any |
 | ``resnet18`` / ``resnet34`` / ``resnet50`` | CIFAR-style ResNet, base width 64 | images |
 | ``vgg16`` | VGG-16 with BatchNorm, base width 64 | images |
 | ``cnn1d`` / ``resnet1d`` | 1-D CNN / ResNet for MNIST-1D, base width 32 | sequences |
@@ -83,8 +84,13 @@ def _mlp(k: int, shape: tuple[int, ...], width: float, act: type[nn.Module]) -> 
     return MLP(shape, (_scaled(100, width), _scaled(300, width)), k, act)
 
 
+def _mlp_bn(k: int, shape: tuple[int, ...], width: float, act: type[nn.Module]) -> nn.Module:
+    return MLP(shape, (_scaled(100, width), _scaled(300, width)), k, act, norm=True)
+
+
 MODELS: dict[str, Builder] = {
     "mlp": _mlp,
+    "mlp-bn": _mlp_bn,
     "resnet18": _resnet(resnet18),
     "resnet34": _resnet(resnet34),
     "resnet50": _resnet(resnet50),

@@ -17,6 +17,8 @@ class MLP(nn.Module):
         widths: Hidden widths.
         num_classes: Outputs.
         act: Activation class.
+        norm: Put a BatchNorm1d between each hidden Linear and its activation (gives the
+            normalization scales that Lasso(gamma) / L2(gamma) regularize).
     """
 
     def __init__(
@@ -25,12 +27,13 @@ class MLP(nn.Module):
         widths: Sequence[int] = (100, 300),
         num_classes: int = 10,
         act: type[nn.Module] = nn.ReLU,
+        norm: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         prev = math.prod(input_shape)
         for width in widths:
-            layers += [nn.Linear(prev, width), act()]
+            layers += [nn.Linear(prev, width), *([nn.BatchNorm1d(width)] if norm else []), act()]
             prev = width
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(prev, num_classes)

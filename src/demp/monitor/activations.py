@@ -15,7 +15,7 @@ from types import TracebackType
 import torch
 from torch import nn
 
-from .errors import ProbeError
+from ..errors import ProbeError
 
 
 class ActivationMonitor:

@@ -1,0 +1,18 @@
+"""Watching units die: activation statistics, periodic dead-unit counts, revival.
+
+- :class:`ActivationMonitor`: hooks that record per-feature ``max |x|`` / ``max x`` at the
+  inputs of the layers consuming each channel group (what :func:`demp.find_dead` uses).
+- :class:`DeathTracker`: dead-unit counts per layer group every N optimizer steps (or when
+  called), in any training loop, with logger hooks; nothing is removed.
+- :func:`overlap_ratio`, :func:`revivals`: how many units dead at one check are still dead
+  later (paper appendix C, Fig. 8), and how many came back between checks.
+"""
+
+from .activations import ActivationMonitor  # first: demp.criteria imports it from here
+from .revival import overlap_ratio, revivals
+from .tracker import DeathRecord, DeathTracker, print_logger
+
+__all__ = [
+    "ActivationMonitor", "DeathRecord", "DeathTracker", "overlap_ratio", "print_logger",
+    "revivals",
+]  # fmt: skip
