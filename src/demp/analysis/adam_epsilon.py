@@ -15,7 +15,7 @@ EPSILONS = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4)
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"setup": Setup(width=0.25, steps=40, check_every=40, probe_size=128),
              "train_size": None, "eps": (1e-10, 1e-4), "lrs": (0.05,), "seeds": 2},
-    "quick": {"setup": Setup(steps=600, check_every=600), "train_size": 10000,
+    "quick": {"setup": Setup(steps=1000, check_every=1000), "train_size": 10000,
               "eps": EPSILONS, "lrs": (0.005, 0.01), "seeds": 2},
     "full": {"setup": Setup(model="resnet18", width=0.25, steps=3000, check_every=3000),
              "train_size": None, "eps": EPSILONS, "lrs": (0.005, 0.01), "seeds": 3},

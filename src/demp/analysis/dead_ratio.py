@@ -14,8 +14,8 @@ from .common import Context, Setup, mean_std, train_tracked
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"setup": Setup(width=0.25, steps=40, check_every=10, probe_size=128),
              "train_size": None, "lrs": (0.05,), "seeds": 1},
-    "quick": {"setup": Setup(steps=600, check_every=30), "train_size": 10000,
-              "lrs": (0.01, 0.05), "seeds": 1},
+    "quick": {"setup": Setup(steps=1500, check_every=50), "train_size": 10000,
+              "lrs": (0.01, 0.05), "seeds": 2},
     "full": {"setup": Setup(model="resnet18", width=0.25, steps=3000, check_every=150),
              "train_size": None, "lrs": (0.01, 0.05), "seeds": 3},
 }  # fmt: skip

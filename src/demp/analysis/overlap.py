@@ -18,8 +18,8 @@ OPTIMIZERS = {"Adam": ("adam", 5e-3), "SGDM": ("sgdm", 0.05)}
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"setup": BASE.replace(width=0.25, steps=40, check_every=10, probe_size=128),
              "train_size": None, "lambdas": (0.5,), "optimizers": {"Adam": ("adam", 0.05)}},
-    "quick": {"setup": BASE.replace(steps=800, check_every=25), "train_size": 10000,
-              "lambdas": (1e-3, 3e-3, 1e-2)},
+    "quick": {"setup": BASE.replace(steps=2000, check_every=50), "train_size": 10000,
+              "lambdas": (3e-3, 1e-2, 3e-2)},
     "full": {"setup": BASE.replace(steps=6000, check_every=100), "train_size": None,
              "lambdas": (1e-4, 1e-3, 3e-3, 1e-2)},
 }  # fmt: skip

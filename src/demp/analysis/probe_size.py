@@ -12,11 +12,11 @@ from typing import Any
 from .common import Context, Setup, train_tracked
 
 BASE = Setup(model="mlp-bn", reg="l1", reg_target="norm_scale", probe_size=512)
-OPTIMIZERS = {"Adam": ("adam", 5e-3, 3e-3), "SGDM": ("sgdm", 0.05, 3e-3)}
+OPTIMIZERS = {"Adam": ("adam", 5e-3, 1e-2), "SGDM": ("sgdm", 0.05, 1e-2)}
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"setup": BASE.replace(width=0.25, steps=40, check_every=10, probe_size=64),
              "train_size": None, "optimizers": {"Adam": ("adam", 0.05, 0.5)}},
-    "quick": {"setup": BASE.replace(steps=800, check_every=50), "train_size": 10000},
+    "quick": {"setup": BASE.replace(steps=2000, check_every=100), "train_size": 10000},
     "full": {"setup": BASE.replace(steps=6000, check_every=250), "train_size": None},
 }  # fmt: skip
 

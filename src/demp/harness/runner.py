@@ -393,6 +393,9 @@ def run_training(
     run = Run(config, Path(out), resume, progress)
     run.stop_after = stop_after
     try:
-        return run.train()
+        summary = run.train()
+        run.net = run.model  # drop the DDP wrapper (its reducer) before the group goes
+        run.ranks.barrier()  # every rank is done with the group before any leaves it
+        return summary
     finally:
         run.ranks.close()
