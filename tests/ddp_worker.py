@@ -5,6 +5,7 @@ batch. Rank 0 writes OUT/result.json (events, per-event rank agreement) and OUT/
 (final parameters, loaded with weights_only=True by the test).
 """
 
+import gc
 import json
 import os
 import sys
@@ -102,6 +103,9 @@ def main(out):
                   "same_at_end": all(torch.equal(gathered[0], t) for t in gathered)}  # fmt: skip
         with open(os.path.join(out, "result.json"), "w") as f:
             json.dump(result, f)
+    del model
+    gc.collect()  # free DDP wrappers now, not at interpreter exit (gloo aborts there)
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -9,6 +9,7 @@ Only rank 0 writes the run folder.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -86,6 +87,12 @@ class Ranks:
             dist.barrier()
 
     def close(self) -> None:
-        """Leave the process group."""
+        """Leave the process group.
+
+        Collects garbage first: DDP wrappers left in reference cycles would otherwise be
+        freed at interpreter exit, where gloo's pending work objects abort the process
+        ("terminate called without an active exception", seen with torch 2.13 on CPU).
+        """
         if self.distributed and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
