@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, Setup, mean_std, train_tracked
+from .common import Context, Setup, mean_std, subplots, train_tracked
 
 EPSILONS = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4)
 SIZES: dict[str, dict[str, Any]] = {
@@ -43,12 +43,7 @@ def run(ctx: Context) -> tuple[dict[str, Any], Any]:
 
 
 def _plot(rows: list[dict[str, Any]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax,) = subplots()
     for lr in sorted({r["lr"] for r in rows}):
         sel = [r for r in rows if r["lr"] == lr]
         ax.errorbar([r["adam_eps"] for r in sel], [100 * r["sparsity_mean"] for r in sel],

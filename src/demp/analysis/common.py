@@ -9,9 +9,7 @@ never finalized), so they are exactly DemP's.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ from torch import nn
 from ..config import DemPConfig
 from ..data import DataBundle, load_dataset
 from ..errors import DempError
+from ..harness.rundir import write_json
+from ..harness.steps import evaluate
 from ..models import build_model
 from ..monitor import DeathTracker
 from ..pruner import DemonPruner
@@ -191,21 +191,12 @@ def _result(trackers: dict[str, DeathTracker], model: nn.Module, data: DataBundl
         "per_group": main.per_group(),
         "overlap": [o for _, o in main.overlap_with_final()],
         "revivals": main.revivals(),
-        "test_acc": _accuracy(model, data),
+        "test_acc": evaluate(model, data.test_x, data.test_y, torch.device("cpu"))["test_acc"],
     }
     for name, tracker in trackers.items():
         if name:
             out[f"dead_{name}"] = [r.num_dead for r in tracker.records]
     return out
-
-
-def _accuracy(model: nn.Module, data: DataBundle) -> float:
-    model.eval()
-    with torch.no_grad():
-        correct = sum(int((model(x).argmax(1) == y).sum())
-                      for x, y in zip(data.test_x.split(1000), data.test_y.split(1000),
-                                      strict=True))  # fmt: skip
-    return correct / len(data.test_y)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -214,21 +205,20 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std(unbiased=False)) if len(values) > 1 else 0.0
 
 
+def subplots(ncols: int = 1, width: float = 6.0, height: float = 4.0) -> tuple[Any, list[Any]]:
+    """A figure with ``ncols`` axes side by side (matplotlib imported on first use)."""
+    from ..reports.plots import pyplot
+
+    fig, axes = pyplot().subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, list(axes[0])
+
+
 def write_result(out: Path, name: str, result: dict[str, Any], figure: Any) -> tuple[Path, Path]:
     """Write ``NAME.json`` and ``NAME.png`` into ``out`` (each atomically)."""
     out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out / f"{name}.json", out / f"{name}.png"
-    _atomic(json_path, lambda f: f.write(json.dumps(result, indent=1).encode()))
-    _atomic(png_path, lambda f: figure.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+    write_json(json_path, result)
+    tmp = png_path.with_name(f".{png_path.name}.tmp")
+    figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    os.replace(tmp, png_path)
     return json_path, png_path
-
-
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

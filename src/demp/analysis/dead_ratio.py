@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, Setup, mean_std, train_tracked
+from .common import Context, Setup, mean_std, subplots, train_tracked
 
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"setup": Setup(width=0.25, steps=40, check_every=10, probe_size=128),
@@ -56,12 +56,7 @@ def _curve(act: str, lr: float, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _plot(curves: list[dict[str, Any]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax,) = subplots()
     for c in curves:
         style = "-" if c["lr"] == max(x["lr"] for x in curves) else "--"
         ax.plot(c["steps"], c["ratio_mean"], style, label=f"{c['activation']} - {c['lr']}")

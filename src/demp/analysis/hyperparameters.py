@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, Setup, mean_std, train_tracked
+from .common import Context, Setup, mean_std, subplots, train_tracked
 
 OPTIMIZERS = (("adam", 0.05), ("adam", 0.01), ("sgdm", 0.3), ("sgdm", 0.5))
 LRS = (0.0025, 0.005, 0.01, 0.02, 0.04)
@@ -70,12 +70,7 @@ def run(ctx: Context) -> tuple[dict[str, Any], Any]:
 
 
 def _plot(width_rows: list[dict[str, Any]], variation: list[dict[str, Any]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, (a, b, c) = subplots(3, 4.3, 3.8)
     for opt, lr in sorted({(r["optimizer"], r["lr"]) for r in width_rows}):
         rows = [r for r in width_rows if (r["optimizer"], r["lr"]) == (opt, lr)]
         a.plot([r["width"] for r in rows], [r["live_ratio_mean"] for r in rows], "-o",

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..models import build_model
-from .common import Context, mean_std
+from .common import Context, mean_std, subplots
 
 REGIMES = ("sgd-noise", "asymmetric", "symmetric", "sgd")
 SIZES: dict[str, dict[str, Any]] = {
@@ -120,14 +120,9 @@ def _dead(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def _plot(curves: list[dict[str, Any]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = (("sgd-noise",), ("asymmetric", "symmetric"), ("sgd",))
     titles = ("pure SGD noise", "Gaussian noise (solid: asymmetric, dashed: symmetric)", "SGD")
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = subplots(3, 4.7, 3.8)
     for ax, regimes, title in zip(axes, panels, titles, strict=True):
         for c in (c for c in curves if c["regime"] in regimes):
             style = "--" if c["regime"] == "symmetric" else "-"

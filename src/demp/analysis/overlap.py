@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, Setup, train_tracked
+from .common import Context, Setup, subplots, train_tracked
 
 BASE = Setup(model="mlp-bn", reg="l1", reg_target="norm_scale")
 OPTIMIZERS = {"Adam": ("adam", 5e-3), "SGDM": ("sgdm", 0.05)}
@@ -48,14 +48,9 @@ def run(ctx: Context) -> tuple[dict[str, Any], Any]:
 
 
 def _plot(curves: list[dict[str, Any]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(dict.fromkeys(c["optimizer"] for c in curves))
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.8), squeeze=False)
-    for ax, opt_name in zip(axes[0], names, strict=True):
+    fig, axes = subplots(len(names), 5.5, 3.8)
+    for ax, opt_name in zip(axes, names, strict=True):
         for c in (c for c in curves if c["optimizer"] == opt_name):
             pts = [(s, o) for s, o in zip(c["steps"], c["overlap"], strict=True) if o is not None]
             ax.plot([s for s, _ in pts], [o for _, o in pts], label=f"{c['lambda']:g}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, Setup, train_tracked
+from .common import Context, Setup, subplots, train_tracked
 
 BASE = Setup(model="mlp-bn", reg="l1", reg_target="norm_scale", probe_size=512)
 OPTIMIZERS = {"Adam": ("adam", 5e-3, 1e-2), "SGDM": ("sgdm", 0.05, 1e-2)}
@@ -44,13 +44,8 @@ def run(ctx: Context) -> tuple[dict[str, Any], Any]:
 
 
 def _plot(curves: list[dict[str, Any]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.8), squeeze=False)
-    for ax, c in zip(axes[0], curves, strict=True):
+    fig, axes = subplots(len(curves), 5.5, 3.8)
+    for ax, c in zip(axes, curves, strict=True):
         ax.plot(c["steps"], c["dead_full"], label=f"entire training set ({c['train_examples']})")
         ax.plot(c["steps"], c["dead_probe"], "--", label=f"{c['probe_examples']} examples")
         ax.set(xlabel="training step", ylabel="dead units",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, Setup, mean_std, train_tracked
+from .common import Context, Setup, mean_std, subplots, train_tracked
 
 REGULARIZERS = {
     "L2": ("l2", "all"),
@@ -78,12 +78,7 @@ def run(ctx: Context) -> tuple[dict[str, Any], Any]:
 
 
 def _plot(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b) = subplots(2, 5.5)
     for reg_name in REGULARIZERS:
         for opt_name, style in zip(OPTIMIZERS, ("-o", "--s"), strict=True):
             rows = [r for r in left if r["regularizer"] == reg_name and r["optimizer"] == opt_name]

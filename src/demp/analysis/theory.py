@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .common import Context
+from .common import Context, subplots
 
 SURVIVAL_CASES = ((1.0, 0.01, 25.0), (0.5, 0.01, 25.0), (1.0, 0.05, 10.0), (0.2, 0.004, 50.0))
 SIZES: dict[str, dict[str, Any]] = {
@@ -122,12 +122,7 @@ def run(ctx: Context) -> tuple[dict[str, Any], Any]:
 
 
 def _plot(survival: list[dict[str, Any]], walks: list[dict[str, Any]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (a, b) = subplots(2)
     for s in survival:
         ts = [x for x in s["times"]]
         line = a.plot(ts, [survival_closed_form(s["w0"], s["eta"], x) for x in ts],

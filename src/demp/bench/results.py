@@ -94,9 +94,9 @@ def write_results(out: Path, runs: list[tuple[str, dict[str, Any]]], title: str)
 
 
 def _plot(agg: list[dict[str, Any]], path: Path, title: str) -> None:
-    from ..reports.plots import _pyplot, _save
+    from ..reports.plots import _save, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     methods = list(dict.fromkeys(a["method"] for a in agg))
     for ax, key in zip(axes, ("neuron_sparsity", "weight_sparsity"), strict=True):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,13 @@ class DemonPruningCallback(TrainerCallback):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if (folder / PRUNER_FILE).exists():
                 self.pruner.load_state_dict(_read_json(folder / PRUNER_FILE))
+            else:
+                warnings.warn(
+                    f"DemonPruningCallback: resuming at step {state.global_step} but "
+                    f"{folder / PRUNER_FILE} is missing; the pruner restarts its schedules "
+                    "from step 0",
+                    stacklevel=2,
+                )
 
     def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Add live units, trainable parameters and the FLOPs ratio to the logs."""

@@ -80,9 +80,9 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> str:
 
 
 def _plot(runs: list[dict[str, Any]], path: Path) -> None:
-    from .plots import _pyplot, _save
+    from .plots import _save, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, key, label in zip(
         axes, ("neuron_sparsity", "weight_sparsity"), ("neuron sparsity", "weight sparsity"),

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no screen needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,7 +18,7 @@ def _pyplot() -> Any:
 
 def run_plots(out: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> list[Path]:
     """Write the run's plots into ``out`` and return their paths."""
-    plt = _pyplot()
+    plt = pyplot()
     steps = [r for r in records if r["kind"] == "step"]
     epochs = [r for r in records if r["kind"] == "epoch"]
     checks = [r for r in records if r["kind"] == "check"]
