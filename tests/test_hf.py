@@ -110,3 +110,16 @@ def test_load_pruned_needs_the_spec(tmp_path):
     vit().save_pretrained(tmp_path / "plain")
     with pytest.raises(CheckpointError, match="demp_spec.json not found"):
         load_pruned(ViTForImageClassification, tmp_path / "plain")
+
+
+def test_resume_without_pruner_state_warns(tmp_path):
+    data = Images()
+    Trainer(model=vit(), args=arguments(tmp_path / "b"), train_dataset=data,
+            callbacks=[callback(data)]).train()  # fmt: skip
+    ckpt = tmp_path / "b" / "checkpoint-8"
+    (ckpt / "demp_pruner.json").unlink()
+    model = load_pruned(ViTForImageClassification, ckpt)
+    trainer = Trainer(model=model, args=arguments(tmp_path / "b"), train_dataset=data,
+                      callbacks=[callback(data)])  # fmt: skip
+    with pytest.warns(UserWarning, match="demp_pruner.json is missing"):
+        trainer.train(resume_from_checkpoint=str(ckpt))
