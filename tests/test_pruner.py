@@ -169,11 +169,7 @@ def test_grad_scaler_skipped_steps_are_not_counted():
 
 
 def test_prune_schedule_defaults_and_dynamic_off():
-    x, y = synthetic((3, 8, 8), n=64)
-    model, opt = make_run()
-    model.float()
-    s = demp.build_structure(model, x[:2])
-    kill(model, s.groups["features.0"], [2])
+    x, y, model, opt = run_with_a_dead_unit()
     pruner = demp.DemonPruner(model, opt, x, total_steps=100)
     assert pruner.prune_every == 5
     train(model, opt, x, y, 4)
@@ -182,9 +178,7 @@ def test_prune_schedule_defaults_and_dynamic_off():
     assert [e["step"] for e in pruner.history] == [5]
     pruner.detach()
 
-    model, opt = make_run()
-    model.float()
-    kill(model, s.groups["features.0"], [2])
+    _, _, model, opt = run_with_a_dead_unit()
     cfg = demp.DemPConfig(dynamic=False, prune_every=2)
     calls = []
     pruner = demp.DemonPruner(
@@ -279,12 +273,17 @@ def test_closure_steps_match_plain_steps():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_prune_start_delays_the_first_check():
+def run_with_a_dead_unit():
+    """A float32 run whose first conv has unit 2 dead; returns (x, y, model, opt)."""
     x, y = synthetic((3, 8, 8), n=64)
     model, opt = make_run()
     model.float()
-    s = demp.build_structure(model, x[:2])
-    kill(model, s.groups["features.0"], [2])
+    kill(model, demp.build_structure(model, x[:2]).groups["features.0"], [2])
+    return x, y, model, opt
+
+
+def test_prune_start_delays_the_first_check():
+    x, y, model, opt = run_with_a_dead_unit()
     cfg = demp.DemPConfig(prune_every=2, prune_start=5, reg_strength=0.0, noise="off")
     pruner = demp.DemonPruner(model, opt, x, total_steps=20, config=cfg)
     train(model, opt, x, y, 5)
