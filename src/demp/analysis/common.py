@@ -101,7 +101,7 @@ class Context:
 
 
 def make_optimizer(setup: Setup, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD (with ``momentum``; 0 gives plain SGD) as the setup says."""
+    """Adam/AdamW (with ``adam_eps``), SGD with ``momentum`` (``sgdm``) or plain SGD (``sgd``)."""
     params = model.parameters()
     if setup.optimizer == "adam":
         return torch.optim.Adam(params, lr=setup.lr, eps=setup.adam_eps)
