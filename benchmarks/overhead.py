@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import demp
-from demp.models import resnet18
+from demp.experiments.models import resnet18
 
 
 def one_step(model, opt, x, y):

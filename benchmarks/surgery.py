@@ -19,8 +19,8 @@ from torch import nn
 
 import demp
 from demp.accounting import forward_flops
-from demp.criteria import build_checked_structure
-from demp.models import resnet18, resnet50
+from demp.experiments.models import resnet18, resnet50
+from demp.structure import build_checked_structure
 
 
 def timed(fn, repeat=1):
@@ -57,7 +57,7 @@ def bench(name, make, args):
 
     structure, t_trace = timed(trace)
     _, t_build = timed(
-        lambda: build_checked_structure(model, probe[:4], (), False, True, device, None)
+        lambda: build_checked_structure(model, probe[:4]),
     )
     loader = [probe[i : i + 128] for i in range(0, 512, 128)]
     dead, t_detect = timed(lambda: demp.find_dead(model, loader, structure=structure))

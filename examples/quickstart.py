@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import demp
-from demp.models import resnet18
+from demp.experiments.models import resnet18
 
 STEPS, BATCH = 400, 64
 

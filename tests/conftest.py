@@ -16,7 +16,7 @@ def interrupt_at(monkeypatch):
 
     Returns a function ``arm(n)``; ``disarm()`` on the result restores the real step.
     """
-    from demp.harness import runner
+    from demp.experiments.harness import runner
 
     real_step = runner.train_step
 

@@ -8,12 +8,17 @@ Example:
     >>> dead = demp.find_dead(model, probe)
     >>> report = demp.remove_units(model, dead, optimizer=opt)
 
+The library is layered; each layer imports only from the ones above it in this list:
+``errors``/``schedules``/``batches``/``accounting`` -> ``ops`` (layer rules, slicing,
+optimizer state) -> ``structure`` (trace, groups, trial cuts) -> ``death`` (monitor,
+criteria) -> ``surgery`` -> ``algorithm`` (DemonPruner) -> ``tracking``, ``checkpoint``,
+``methods``, ``integrations``. ``demp.experiments`` (the ``demp`` command) sits on top.
 """
 
-from .accounting import PrunerSummary, forward_flops
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import DemPConfig
-from .criteria import DeadUnits, GroupDeath, find_dead
+from .accounting import count_trainable, forward_flops
+from .algorithm import DemonPruner, DemPConfig, PrunerSummary, prune_dead
+from .checkpoint import load_checkpoint, removal_history, save_checkpoint
+from .death import ActivationMonitor, DeadUnits, GroupDeath, find_dead
 from .errors import (
     CheckpointError,
     DempError,
@@ -22,13 +27,17 @@ from .errors import (
     UnsupportedGroupError,
     UnsupportedOptimizerError,
 )
-from .monitor import ActivationMonitor
-from .pruner import DemonPruner
-from .records import removal_history
 from .schedules import Constant, CosineDecay, OneCycle, Warmup
-from .structure import ChannelGroup, Slot, Structure
-from .surgery import GroupCut, SurgeryReport, count_trainable, prune_dead, remove_units
-from .tracing import build_structure
+from .structure import (
+    ChannelGroup,
+    Slot,
+    Structure,
+    StructureOptions,
+    build_checked_structure,
+    build_structure,
+)
+from .surgery import Decision, GroupCut, SurgeryReport, remove_units
+from .tracking import DeathRecord, DeathTracker, overlap_ratio, revivals
 
 __version__ = "0.1.0"
 
@@ -39,6 +48,9 @@ __all__ = [
     "Constant",
     "CosineDecay",
     "DeadUnits",
+    "DeathRecord",
+    "DeathTracker",
+    "Decision",
     "DemPConfig",
     "DempError",
     "DemonPruner",
@@ -50,17 +62,21 @@ __all__ = [
     "Slot",
     "StaleStructureError",
     "Structure",
+    "StructureOptions",
     "SurgeryReport",
     "UnsupportedGroupError",
     "UnsupportedOptimizerError",
     "Warmup",
+    "build_checked_structure",
     "build_structure",
     "count_trainable",
     "find_dead",
     "forward_flops",
     "load_checkpoint",
+    "overlap_ratio",
     "prune_dead",
     "removal_history",
     "remove_units",
+    "revivals",
     "save_checkpoint",
 ]

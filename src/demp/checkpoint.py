@@ -3,15 +3,19 @@
 A checkpoint is a directory::
 
     ckpt/
-      spec.json            format, original and current shapes, removal history, extra
+      spec.json            format, the model's shapes, removal history (if known), extra
       model.safetensors    the model's state_dict
       optimizer.safetensors, optimizer.json   (optional) optimizer tensors / the rest
       pruner.json          (optional) DemonPruner state (its RNG state as base64)
 
-Loading takes a model freshly built at its ORIGINAL size: it checks the shapes against
-the spec, reshapes the cut modules in place (same Parameter objects), then loads the
-weights, so an optimizer built on the fresh model before loading stays valid.
-The directory is written next to its destination and renamed into place.
+The spec is derived from the model it is given, nothing else: its ``state_dict`` shapes.
+Loading takes a model freshly built at its ORIGINAL size: every saved shape must fit
+inside the fresh model's (same keys, same rank, no dimension larger), then the cut
+modules are reshaped in place (same Parameter objects) and the weights loaded, so an
+optimizer built on the fresh model before loading stays valid. So a deep copy or a pickle
+of a pruned model checkpoints like the model itself. The removal history is the pruner's
+(or a structure's), stored when one is given. The directory is written next to its
+destination and renamed into place.
 """
 
 from __future__ import annotations
@@ -28,11 +32,17 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
-from .layers import replace_data, sync_attributes
-from .records import ModelRecord, current_shapes, record_of, set_record
+from .ops.rules import has_rule, sync_attributes
+from .ops.slicing import replace_data
 
 FORMAT = "demp-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 also stored the original shapes (ignored now)
+
+
+def current_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """Return ``state_dict`` key -> shape for a model."""
+    return {k: list(v.shape) for k, v in model.state_dict().items() if hasattr(v, "shape")}
 
 
 def save_checkpoint(
@@ -41,6 +51,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     *,
     pruner: Any = None,
+    structure: Any = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically (an existing one is replaced).
@@ -52,7 +63,9 @@ def save_checkpoint(
         path: The checkpoint directory.
         model: The (possibly shrunk) model.
         optimizer: Saved too if given.
-        pruner: A :class:`~demp.DemonPruner` whose state is saved too.
+        pruner: A :class:`~demp.DemonPruner` whose state (and removal history) is saved too.
+        structure: A :class:`~demp.Structure` whose removal history is stored in the spec
+            (default: the pruner's).
         extra: JSON-serializable data stored in the spec (read back by load_checkpoint).
 
     Returns:
@@ -62,13 +75,12 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     path = Path(path)
-    record = record_of(model)
+    structure = structure if structure is not None else getattr(pruner, "structure", None)
     spec = {
         "format": FORMAT,
         "version": VERSION,
-        "original_shapes": record.original_shapes,
         "shapes": current_shapes(model),
-        "history": record.history,
+        "history": list(structure.history) if structure is not None else [],
         "extra": extra or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +128,7 @@ def load_checkpoint(
 
     path = Path(path)
     spec = _read_spec(path)
-    _check_original(model, spec)
+    _check_fits(model, spec)
     try:
         weights = load_file(str(path / "model.safetensors"), device="cpu")
     except Exception as err:
@@ -125,7 +137,6 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: model.safetensors does not match spec.json shapes")
     _reshape(model, spec["shapes"])
     model.load_state_dict(weights, strict=True)
-    set_record(model, ModelRecord(spec["original_shapes"], list(spec["history"])))
     if optimizer is not None:
         _load_optimizer(path, optimizer)
     if pruner is not None:
@@ -261,29 +272,59 @@ def _read_spec(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{spec_file} is corrupted: {err}") from err
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise CheckpointError(f"{spec_file} is not a {FORMAT} spec")
-    if spec.get("version") != VERSION:
-        raise CheckpointError(f"{spec_file} has version {spec.get('version')}, expected {VERSION}")
-    for key in ("original_shapes", "shapes", "history"):
+    if spec.get("version") not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"{spec_file} has version {spec.get('version')}, expected one of {READABLE_VERSIONS}"
+        )
+    for key in ("shapes", "history"):
         if key not in spec:
             raise CheckpointError(f"{spec_file} lacks {key!r}")
     return spec
 
 
-def _check_original(model: nn.Module, spec: dict[str, Any]) -> None:
-    have, want = current_shapes(model), spec["original_shapes"]
-    missing = sorted(set(want) - set(have))
-    unexpected = sorted(set(have) - set(want))
+def _check_fits(model: nn.Module, spec: dict[str, Any]) -> None:
+    """The checkpoint's shapes must fit inside the freshly built model's."""
+    have, saved = current_shapes(model), spec["shapes"]
+    missing = sorted(set(saved) - set(have))
+    unexpected = sorted(set(have) - set(saved))
     if missing or unexpected:
         raise CheckpointError(
             f"the model does not match the checkpoint: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
-    for key, shape in want.items():
-        if have[key] != shape:
+    for key, shape in saved.items():
+        if len(have[key]) != len(shape) or any(
+            s > h for s, h in zip(shape, have[key], strict=True)
+        ):
             raise CheckpointError(
-                f"the model does not match the checkpoint: {key} has shape {have[key]}, the "
-                f"checkpoint's original model had {shape}; build the model at its original size"
+                f"the model does not match the checkpoint: {key} has shape {have[key]} but the "
+                f"checkpoint holds {shape}; build the model at its original (unpruned) size"
             )
+
+
+def removal_history(source: Any) -> list[dict[str, Any]]:
+    """Return the removal events of a structure, a pruner, or a checkpoint directory.
+
+    Each event maps group name -> removed unit indices (numbered as at that event).
+
+    Example:
+        >>> demp.removal_history(pruner)            # or pruner.structure, or "run/ckpt"
+
+    Args:
+        source: A :class:`~demp.Structure`, anything with a ``structure`` (a
+            :class:`~demp.DemonPruner`, a :class:`~demp.DeadUnits`), or a checkpoint
+            directory written by :func:`save_checkpoint`.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return [dict(e) for e in _read_spec(Path(source))["history"]]
+    structure = getattr(source, "structure", source)
+    history = getattr(structure, "history", None)
+    if history is None:
+        raise TypeError(
+            f"removal_history takes a Structure, a pruner or a checkpoint path, not a "
+            f"{type(source).__name__} (removals are recorded by the structure that made them)"
+        )
+    return [dict(e) for e in history]
 
 
 def _tensor_shapes(shapes: dict[str, list[int]], weights: dict[str, Any]) -> dict[str, list[int]]:
@@ -306,13 +347,22 @@ def reshape_to(model: nn.Module, shapes: dict[str, list[int]]) -> None:
 
 
 def _reshape(model: nn.Module, shapes: dict[str, list[int]]) -> None:
-    touched = set()
+    """Validate every change first (a layer demp knows), then reshape."""
+    changes = []
     for key, shape in shapes.items():
         owner, _, name = key.rpartition(".")
         module = model.get_submodule(owner)
         tensor = getattr(module, name)
         if list(tensor.shape) == shape:
             continue
+        if not has_rule(module):
+            raise CheckpointError(
+                f"{key} has shape {list(tensor.shape)} in the model but {shape} in the checkpoint, "
+                f"and {owner or 'the model'} ({type(module).__name__}) is not a layer demp cuts"
+            )
+        changes.append((owner, module, name, tensor, shape))
+    touched = set()
+    for owner, module, name, tensor, shape in changes:
         new = torch.empty(shape, dtype=tensor.dtype, device=tensor.device)
         if isinstance(tensor, nn.Parameter):
             replace_data(tensor, new)
@@ -320,7 +370,4 @@ def _reshape(model: nn.Module, shapes: dict[str, list[int]]) -> None:
             module._buffers[name] = new
         touched.add(owner)
     for owner in touched:
-        try:
-            sync_attributes(model.get_submodule(owner))
-        except TypeError as err:
-            raise CheckpointError(f"cannot reshape {owner}: {err}") from err
+        sync_attributes(model.get_submodule(owner))

@@ -6,6 +6,11 @@ any, so that an error leaves the model and the optimizer exactly as they were.
 Parameters keep their identity (``param.data`` is replaced), so the same optimizer keeps
 training them; gradients, BatchNorm running statistics and optimizer moments are sliced
 alike; ``requires_grad`` is untouched.
+
+Surgery never imports the code that decides: a decision is anything that has a
+``structure`` and says which units to remove (:class:`Decision`, which
+:class:`demp.DeadUnits` satisfies), or a plain mapping of group name -> unit indices.
+Each removal is appended to ``structure.history``; nothing is kept anywhere else.
 """
 
 from __future__ import annotations
@@ -13,17 +18,31 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from .criteria import DeadUnits, find_dead
+from .accounting import count_trainable
 from .errors import DempError
-from .layers import Side, replace_data, sync_attributes, tensors_on_side
-from .optim_state import check_optimizer, sliced_state
-from .records import record_of
-from .structure import Structure, keep_indices, module_cuts
+from .ops.optim_state import check_optimizer
+from .ops.slicing import apply_cuts
+from .structure.groups import Structure, keep_indices, module_cuts
+
+
+@runtime_checkable
+class Decision(Protocol):
+    """What a decision on which units to remove must provide (e.g. :class:`demp.DeadUnits`)."""
+
+    structure: Structure
+
+    def removal_masks(self) -> dict[str, torch.Tensor]:
+        """Group name -> bool mask (of the group's current width) of the units to remove."""
+        ...
+
+    def unit_scores(self) -> dict[str, torch.Tensor]:
+        """Group name -> score of each unit; the guards keep the highest first."""
+        ...
 
 
 @dataclass
@@ -60,7 +79,7 @@ class SurgeryReport:
         )
 
 
-Request = DeadUnits | Mapping[str, Sequence[int] | torch.Tensor]
+Request = Decision | Mapping[str, Sequence[int] | torch.Tensor]
 
 
 def remove_units(
@@ -98,7 +117,7 @@ def remove_units(
     """
     start = time.perf_counter()
     structure, request, own_scores = _resolve(dead, structure)
-    scores = own_scores if isinstance(dead, DeadUnits) else dict(scores or {})
+    scores = dict(scores or {}) if isinstance(dead, Mapping) else own_scores
     structure.check_matches(model)
     check_optimizer(optimizer)
     removed = plan_removal(structure, request, scores, min_units, round_to)
@@ -108,10 +127,9 @@ def remove_units(
         key: keep_indices(gone, structure.sizes[key])
         for key, gone in module_cuts(structure, removed).items()
     }
-    record = record_of(model)  # created before the first cut: it keeps the original shapes
     apply_cuts(model, cuts, optimizer)
     structure.renumber(removed)
-    record.history.append({n: idx.tolist() for n, idx in removed.items() if idx.numel()})
+    structure.history.append({n: idx.tolist() for n, idx in removed.items() if idx.numel()})
     return SurgeryReport(
         groups=[
             GroupCut(n, int(i.numel()), widths[n], widths[n] - int(i.numel()))
@@ -125,44 +143,25 @@ def remove_units(
     )
 
 
-def prune_dead(
-    model: nn.Module,
-    probe: Any,
-    optimizer: torch.optim.Optimizer | None = None,
-    *,
-    min_units: int = 1,
-    round_to: int | None = None,
-    **find_kwargs: Any,
-) -> SurgeryReport:
-    """Find the dead units on ``probe`` and remove them: :func:`find_dead` + :func:`remove_units`.
-
-    Extra keyword arguments go to :func:`find_dead`.
-    """
-    dead = find_dead(model, probe, **find_kwargs)
-    return remove_units(model, dead, optimizer, min_units=min_units, round_to=round_to)
-
-
-def count_trainable(model: nn.Module) -> int:
-    """Count the trainable (``requires_grad``) parameter entries."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def _resolve(
     dead: Request, structure: Structure | None
 ) -> tuple[Structure, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    if isinstance(dead, DeadUnits):
+    if not isinstance(dead, Mapping):
+        if not isinstance(dead, Decision):
+            raise DempError(
+                f"remove_units takes a DeadUnits (or another Decision) or a mapping of group "
+                f"name -> unit indices, not a {type(dead).__name__}"
+            )
         structure = structure or dead.structure
-        for name, g in dead.groups.items():
-            if structure.groups.get(name) is None or structure.groups[name].width != g.width:
+        masks = dead.removal_masks()
+        for name, mask in masks.items():
+            group = structure.groups.get(name)
+            if group is None or group.width != len(mask):
                 raise DempError(
-                    f"this decision is stale: group {name!r} had {g.width} units when it was "
+                    f"this decision is stale: group {name!r} had {len(mask)} units when it was "
                     "made; call find_dead again after each removal"
                 )
-        return (
-            structure,
-            {n: g.dead for n, g in dead.groups.items()},
-            {n: g.score for n, g in dead.groups.items()},
-        )
+        return structure, masks, dead.unit_scores()
     if structure is None:
         raise DempError("remove_units with a mapping of indices needs structure=")
     request = {}
@@ -210,47 +209,3 @@ def plan_removal(
         keep = torch.tensor(sorted(order[:target]), dtype=torch.long)
         removed[name] = keep_indices(keep, width)
     return removed
-
-
-def apply_cuts(
-    model: nn.Module,
-    cuts: Mapping[tuple[str, Side], torch.Tensor],
-    optimizer: torch.optim.Optimizer | None = None,
-    *,
-    trial: bool = False,
-) -> None:
-    """Slice the modules (and optimizer state) named in ``cuts``: (path, side) -> kept indices.
-
-    Every new tensor is computed first; assignment starts only once all succeeded.
-    ``trial=True`` (a cut undone before any backward, see :mod:`demp.verify`) leaves
-    autograd's cached gradient accumulators alone, so hooks on them (DDP's) survive.
-    """
-    per_tensor: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = {}
-    for (path, side), keep in cuts.items():
-        module = model.get_submodule(path)
-        for name, dim in tensors_on_side(module, side):
-            per_tensor.setdefault((path, name), []).append((dim, keep))
-    staged = []
-    for (path, name), dims in per_tensor.items():
-        module = model.get_submodule(path)
-        tensor = getattr(module, name)
-        data, grad = tensor.data, tensor.grad if isinstance(tensor, nn.Parameter) else None
-        for dim, keep in dims:
-            keep = keep.to(data.device)
-            data = data.index_select(dim, keep)
-            grad = grad.index_select(dim, keep) if grad is not None else None
-        state = sliced_state(optimizer, tensor, dims) if isinstance(tensor, nn.Parameter) else {}
-        staged.append((module, name, tensor, data, grad, state))
-    for module, name, tensor, data, grad, state in staged:
-        if isinstance(tensor, nn.Parameter):
-            if trial:
-                tensor.data = data
-            else:
-                replace_data(tensor, data)
-            tensor.grad = grad
-            if state:
-                optimizer.state[tensor].update(state)
-        else:
-            module._buffers[name] = data
-    for path in {p for p, _ in cuts}:
-        sync_attributes(model.get_submodule(path))

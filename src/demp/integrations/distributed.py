@@ -25,8 +25,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..config import DemPConfig
-from ..pruner import DemonPruner
+from ..algorithm.config import DemPConfig
+from ..algorithm.pruner import DemonPruner
 from ..surgery import SurgeryReport
 
 

@@ -43,10 +43,10 @@ except ImportError as err:  # pragma: no cover
 
 from torch import nn
 
+from ..algorithm.config import DemPConfig
+from ..algorithm.pruner import DemonPruner
 from ..checkpoint import decode_state, encode_state, reshape_to
-from ..config import DemPConfig
 from ..errors import CheckpointError, DempError
-from ..pruner import DemonPruner
 
 SPEC_FILE = "demp_spec.json"
 PRUNER_FILE = "demp_pruner.json"

@@ -22,10 +22,10 @@ try:
 except ImportError as err:  # pragma: no cover
     raise ImportError("demp.integrations.lightning needs: pip install 'demp[lightning]'") from err
 
+from ..algorithm.config import DemPConfig
+from ..algorithm.pruner import DemonPruner
 from ..checkpoint import reshape_to
-from ..config import DemPConfig
 from ..errors import CheckpointError
-from ..pruner import DemonPruner
 
 
 class DemonPruning(pl.Callback):

@@ -1,0 +1,339 @@
+"""DemonPruner: the DemP training algorithm (paper Algorithm 1) for any training loop.
+
+The pruner attaches to ``optimizer.step`` through step pre/post hooks, so the user's loop
+is unchanged (plain loops, ``GradScaler.step``, Lightning, Hugging Face). Before each step
+it records where the loss gradient is non-zero (for asymmetric noise) and adds the
+scheduled regularizer gradient; after the step it adds the scheduled noise, counts the
+step, and every ``prune_every`` steps runs a death check on the fixed probe set and removes
+the dead units from the model and the optimizer state. A step that GradScaler skips never
+reaches the hooks and is not counted. When ``step`` gets a closure (Lightning's automatic
+optimization, LBFGS-style loops) the regularizer and masks are applied right after the
+closure has computed the gradients, inside the step.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..accounting import count_trainable, forward_flops
+from ..batches import device_dtype, iterate_probe, take, to_device
+from ..death.criteria import find_dead
+from ..errors import DempError
+from ..ops.optim_state import check_optimizer
+from ..structure import Structure, build_checked_structure
+from ..surgery import SurgeryReport, remove_units
+from .config import DemPConfig
+from .noise import NoiseInjector
+from .regularizer import add_penalty_gradient, penalty, regularized_parameters
+from .summary import PrunerSummary
+
+StructureCallback = Callable[["DemonPruner", SurgeryReport], None]
+PHASES = ("regularizer", "noise", "check", "surgery")
+
+
+class DemonPruner:
+    """Run DemP alongside an unchanged training loop.
+
+    Example:
+        >>> pruner = demp.DemonPruner(model, optimizer, probe=probe_loader,
+        ...                           total_steps=len(loader) * epochs)
+        >>> for x, y in loader:
+        ...     loss = F.cross_entropy(model(x), y)
+        ...     optimizer.zero_grad(); loss.backward(); optimizer.step()
+        >>> pruner.finalize()
+        >>> print(pruner.summary())
+
+    Args:
+        model: The model being trained (any device).
+        optimizer: Its optimizer (SGD, Adam, AdamW, RMSprop or Adagrad).
+        probe: Unaugmented training examples for the death checks; the first
+            ``config.probe_size`` examples are kept for the whole run.
+        total_steps: Planned optimizer steps (sets the schedules and ``prune_every``).
+        config: A :class:`DemPConfig`.
+        on_structure_change: Callables ``(pruner, report)`` run after every removal (re-wrap
+            DDP, reset torch.compile, resize EMA copies...).
+        batch_size: Examples per step, to report absolute training FLOPs (optional).
+        sync: Applied to the death statistics before each decision (see
+            :func:`demp.find_dead`); :mod:`demp.integrations.distributed` passes a MAX
+            all-reduce so that every rank removes the same units.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        probe: Any,
+        total_steps: int,
+        config: DemPConfig | None = None,
+        *,
+        on_structure_change: Iterable[StructureCallback] = (),
+        batch_size: int | None = None,
+        sync: Callable[[torch.Tensor], None] | None = None,
+    ) -> None:
+        if int(total_steps) <= 0:
+            raise DempError(f"total_steps must be a positive integer, got {total_steps}")
+        check_optimizer(optimizer)
+        self.model, self.optimizer = model, optimizer
+        self.config = config or DemPConfig()
+        self.total_steps = int(total_steps)
+        self.prune_every = self.config.prune_every or max(1, round(0.05 * self.total_steps))
+        self.batch_size = batch_size
+        self.sync = sync
+        self.callbacks: list[StructureCallback] = list(on_structure_change)
+        self._probe = list(iterate_probe(probe, self.config.probe_size))
+        self.structure = self._build_structure()
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        self._reg_params = regularized_parameters(model, self.config.reg_target)
+        if self.config.reg != "off" and self.config.reg_strength and not self._reg_params:
+            warnings.warn(
+                "DemonPruner: the model has no normalization scales to regularize; "
+                "use DemPConfig(reg_target='all') (e.g. for an MLP)",
+                stacklevel=2,
+            )
+        device = self._params[0].device if self._params else torch.device("cpu")
+        self.noise = NoiseInjector(self.config.noise, self.config.seed, device)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.initial = {
+            "units": self.structure.num_units,
+            "params": count_trainable(model),
+            "flops": self._flops(),
+        }
+        self._flops_now = self.initial["flops"]
+        self._train_flops_sum = 0.0
+        self._masks: list[torch.Tensor | None] | None = None
+        self._last_report: SurgeryReport | None = None
+        self._started = self._last_event = time.perf_counter()
+        self._handles = [
+            optimizer.register_step_pre_hook(self._before_step),
+            optimizer.register_step_post_hook(self._after_step),
+        ]
+
+    # ----------------------------------------------------------------- the training loop
+    def _before_step(self, _opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> Any:
+        # torch passes the optimizer itself as args[0]; a closure comes next or as a keyword
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            self._prepare_step()
+            return None
+
+        def wrapped() -> Any:  # the gradients exist only once the closure has run
+            loss = closure()
+            self._prepare_step()
+            return loss
+
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": wrapped}
+        return (args[0], wrapped, *args[2:]), kwargs
+
+    def _prepare_step(self) -> None:
+        """Record the asymmetric-noise masks and add the regularizer gradient."""
+        start = time.perf_counter()
+        self._masks = None
+        if not self._grads_finite():
+            warnings.warn(
+                f"DemonPruner: non-finite gradients at step {self.step}; "
+                "skipping this step's regularizer and noise",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            self._masks = self.noise.masks(self._params)
+            strength = self.config.reg_strength * self.config.schedule(self.step, self.total_steps)
+            add_penalty_gradient(self._reg_params, self.config.reg, strength)
+        self.seconds["regularizer"] += time.perf_counter() - start
+
+    def _after_step(self, _opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
+        start = time.perf_counter()
+        if self._masks is not None:
+            self.noise.add(self._params, self._masks, self.noise_std_at(self.step))
+            self._masks = None
+        self.seconds["noise"] += time.perf_counter() - start
+        self.step += 1
+        self._train_flops_sum += self._flops_now
+        if (
+            self.config.dynamic
+            and self.step % self.prune_every == 0
+            and self.step >= self.config.prune_start
+        ):
+            self.prune_now()
+
+    def _grads_finite(self) -> bool:
+        grads = [p.grad for p in self._params if p.grad is not None]
+        if not grads:
+            return True
+        return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+
+    # ----------------------------------------------------------------- public API
+    def reg_strength_at(self, step: int) -> float:
+        """Return the regularization strength lambda_t at ``step``."""
+        return self.config.reg_strength * self.config.schedule(step, self.total_steps)
+
+    def noise_std_at(self, step: int) -> float:
+        """Return the noise standard deviation sigma_t at ``step``."""
+        schedule = self.config.noise_schedule or self.config.schedule
+        return self.config.noise_std * schedule(step, self.total_steps)
+
+    def penalty(self) -> float:
+        """Return the current regularization term ``lambda_t * R(params)`` (for logging)."""
+        return penalty(self._reg_params, self.config.reg, self.reg_strength_at(self.step))
+
+    def prune_now(self) -> SurgeryReport:
+        """Run a death check on the probe set and remove the dead units now."""
+        start = time.perf_counter()
+        dead = find_dead(
+            self.model,
+            self._probe,
+            criterion=self.config.criterion,
+            eps=self.config.eps,
+            max_examples=None,
+            structure=self.structure,
+            sync=self.sync,
+        )
+        checked = time.perf_counter()
+        report = remove_units(
+            self.model,
+            dead,
+            self.optimizer,
+            min_units=self.config.min_units,
+            round_to=self.config.round_to,
+        )
+        if report.removed:
+            self._flops_now = self._flops()
+        done = time.perf_counter()
+        self.seconds["check"] += checked - start
+        self.seconds["surgery"] += done - checked
+        self._record(report, dead.num_dead, checked - start, done - checked)
+        self._last_report = report
+        if report.removed:
+            for callback in self.callbacks:
+                callback(self, report)
+        return report
+
+    def finalize(self) -> SurgeryReport:
+        """Run the last death check and removal (also when ``dynamic=False``).
+
+        When a check already ran at this step (the last step was a multiple of
+        ``prune_every``), its report is returned: removal is exact, so a second check on an
+        unchanged model would find nothing new.
+        """
+        if self._last_report is not None and self.history[-1]["step"] == self.step:
+            return self._last_report
+        return self.prune_now()
+
+    def summary(self) -> PrunerSummary:
+        """Return neuron/weight sparsity, FLOPs ratios and time spent, so far."""
+        units, params = self.structure.num_units, count_trainable(self.model)
+        dense = self.step * self.initial["flops"]
+        return PrunerSummary(
+            steps=self.step,
+            events=len(self.history),
+            removals=sum(1 for e in self.history if e["removed"]),
+            units_initial=self.initial["units"],
+            units=units,
+            params_initial=self.initial["params"],
+            params=params,
+            neuron_sparsity=1 - units / self.initial["units"],
+            weight_sparsity=1 - params / self.initial["params"],
+            inference_flops_ratio=self._flops_now / self.initial["flops"],
+            train_flops_ratio=self._train_flops_sum / dense if dense else 1.0,
+            train_flops=(3 * self.batch_size * self._train_flops_sum if self.batch_size else None),
+            seconds=dict(self.seconds),
+            wall_seconds=time.perf_counter() - self._started,
+        )
+
+    def add_structure_callback(self, callback: StructureCallback) -> None:
+        """Call ``callback(pruner, report)`` after every removal."""
+        self.callbacks.append(callback)
+
+    def detach(self) -> None:
+        """Remove the optimizer hooks; the pruner then does nothing more on its own."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> DemonPruner:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.detach()
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Return the pruner's state: step, noise RNG, history, initial sizes, timings."""
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "noise": self.noise.state_dict(),
+            "history": [dict(e) for e in self.history],
+            "initial": dict(self.initial),
+            "seconds": dict(self.seconds),
+            "train_flops_sum": self._train_flops_sum,
+            "widths": self.structure.widths(),
+            "removals": [dict(e) for e in self.structure.history],
+            "config": self.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (load the model's checkpoint first).
+
+        The channel groups are traced again on the (already reshaped) model and must have
+        the widths recorded in the state.
+        """
+        self.structure = self._build_structure()
+        widths = self.structure.widths()
+        if widths != state["widths"]:
+            raise DempError(
+                "the pruner state does not match the model's current widths "
+                f"({_first_difference(widths, state['widths'])}); load the model checkpoint "
+                "saved with it before the pruner state"
+            )
+        self.structure.history = [dict(e) for e in state.get("removals", [])]
+        self.step = int(state["step"])
+        self.total_steps = int(state["total_steps"])
+        self.noise.load_state_dict(state["noise"])
+        self.history = [dict(e) for e in state["history"]]
+        self.initial = dict(state["initial"])
+        self.seconds = {k: float(state["seconds"].get(k, 0.0)) for k in PHASES}
+        self._train_flops_sum = float(state["train_flops_sum"])
+        self._flops_now = self._flops()
+
+    # ----------------------------------------------------------------- helpers
+    def _build_structure(self) -> Structure:
+        return build_checked_structure(self.model, self._probe, self.config.structure_options())
+
+    def _flops(self) -> float:
+        device, dtype = device_dtype(self.model)
+        return forward_flops(self.model, to_device(take(self._probe[0], 1), device, dtype))
+
+    def _record(self, report: SurgeryReport, dead: int, check_s: float, cut_s: float) -> None:
+        now = time.perf_counter()
+        self.history.append(
+            {
+                "step": self.step,
+                "dead": dead,
+                "removed": report.removed,
+                "widths": self.structure.widths(),
+                "units": self.structure.num_units,
+                "params": report.params_after,
+                "flops": self._flops_now,
+                "seconds_since_last": now - self._last_event,
+                "check_seconds": check_s,
+                "surgery_seconds": cut_s,
+            }
+        )
+        self._last_event = now
+
+
+def _first_difference(now: dict[str, int], saved: dict[str, int]) -> str:
+    for name in sorted(set(now) | set(saved)):
+        if now.get(name) != saved.get(name):
+            return f"group {name}: model {now.get(name)}, state {saved.get(name)}"
+    return "same widths"

@@ -1,0 +1,163 @@
+"""Entry point of the ``demp`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ...errors import DempError
+from ..analysis import ANALYSES
+from .launch import launch, launch_needed
+from .options import add_train_options, overrides_from_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``demp`` and its subcommands."""
+    parser = argparse.ArgumentParser(prog="demp", description="Demon Pruning (DemP) for PyTorch")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train one run into a run folder")
+    train.add_argument("--config", type=Path, help="TOML file of options (CLI flags override)")
+    train.add_argument("--out", type=Path, help="run folder to create")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run folder")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train with N processes under torchrun (DistributedDataParallel)",
+    )
+    train.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="save a checkpoint and exit at this step (continue with --resume)",
+    )
+    add_train_options(train)
+
+    report = sub.add_parser("report", help="compare finished runs (Markdown table + plot)")
+    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    report.add_argument("--out", type=Path, help="folder of report.md/png (default: next to runs)")
+
+    bench = sub.add_parser("bench", help="DemP vs the baselines: a sweep of runs and a table")
+    bench.add_argument("--preset", choices=("quick", "cpu", "paper"), default="quick")
+    bench.add_argument("--out", type=Path, default=None, help="default: runs/bench-<preset>")
+    bench.add_argument("--data-dir", type=Path, default=None)
+    bench.add_argument("--no-progress", action="store_true")
+
+    analyze = sub.add_parser("analyze", help="the paper's neuron-death analyses (JSON + PNG)")
+    analyze.add_argument("name", choices=(*ANALYSES, "all"), help="which analysis")
+    analyze.add_argument(
+        "--size",
+        choices=("tiny", "quick", "full"),
+        default="quick",
+        help="tiny: seconds; quick: minutes on 2 cores; full: hours",
+    )
+    analyze.add_argument("--out", type=Path, default=Path("runs/analyze"))
+    analyze.add_argument("--data-dir", default=None, help="folder of MNIST/Fashion-MNIST files")
+    analyze.add_argument("--no-progress", action="store_true")
+
+    demo = sub.add_parser("demo", help="dense vs DemP side by side on built-in data")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--steps", type=int, default=1250)
+    demo.add_argument("--data-dir", type=Path, default=None)
+    demo.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``demp`` command; return its exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            if launch_needed(args.nproc):
+                return launch(args.nproc, argv)
+            return _train(args)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "analyze":
+            return _analyze(args)
+        if args.command == "bench":
+            from ..bench.sweep import run_bench
+
+            out = args.out or Path(f"runs/bench-{args.preset}")
+            print(run_bench(args.preset, out, args.data_dir, progress=not args.no_progress))
+            print(f"\nresults: {out / 'results.md'}, {out / 'results.csv'}")
+            return 0
+        from .demo import run_demo
+
+        return run_demo(args.out, args.steps, args.data_dir, progress=not args.no_progress)
+    except DempError as err:
+        print(f"demp: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..harness.config import TrainConfig, load_toml, merge
+    from ..harness.runner import run_training
+
+    overrides = overrides_from_args(args)
+    if args.resume is not None:
+        extra = set(overrides) - {"device"}
+        if extra or args.config or args.out:
+            raise DempError(f"--resume takes the run's own config; drop {sorted(extra) or '--out'}")
+        config_file = args.resume / "config.json"
+        if not config_file.is_file():
+            raise DempError(f"cannot resume: {config_file} not found (not a demp run folder)")
+        saved = json.loads(config_file.read_text())
+        config = TrainConfig.from_dict(merge(saved, overrides))
+        summary = run_training(config, args.resume, resume=True, progress=not args.no_progress,
+                               stop_after=args.stop_after)  # fmt: skip
+        _print_summary(summary, args.resume)
+        return 0
+    if args.out is None:
+        raise DempError("give --out RUN_DIR (or --resume RUN_DIR)")
+    base: dict[str, Any] = load_toml(args.config) if args.config else {}
+    config = TrainConfig.from_dict(merge(base, overrides))
+    summary = run_training(config, args.out, progress=not args.no_progress,
+                           stop_after=args.stop_after)  # fmt: skip
+    _print_summary(summary, args.out)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    if not summary:  # not rank 0, or stopped before the end
+        return
+    print(
+        f"{summary['method']} {summary['model']} on {summary['dataset']}: "
+        f"test acc {summary['test_acc']:.4f}, neuron sparsity {summary['neuron_sparsity']:.1%}, "
+        f"weight sparsity {summary['weight_sparsity']:.1%}, train FLOPs ratio "
+        f"{summary['train_flops_ratio']:.3f}, {summary['wall_seconds']:.0f} s -> {out}"
+    )
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from ..analysis import run_analysis
+
+    names = tuple(ANALYSES) if args.name == "all" else (args.name,)
+    for name in names:
+        result = run_analysis(name, args.size, args.out, data_dir=args.data_dir,
+                              progress=not args.no_progress)  # fmt: skip
+        print(f"{name} ({args.size}, {result['seconds']:.0f} s): {result['json']}, {result['png']}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..reports.compare import write_report
+
+    out = args.out or args.runs[0].parent / "report"
+    print(write_report(args.runs, out))
+    print(f"\nwritten: {out / 'report.md'}, {out / 'report.png'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Command-line options of ``demp train``: one row per option, mapped onto the configs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ...schedules import Constant, CosineDecay, OneCycle, Warmup
+
+# (flag, section, key, type, choices, help); section None = run option, "demp" = DemPConfig
+RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
+    ("--dataset", None, "dataset", str, ("fashion-mnist", "mnist", "mnist1d", "cifar10", "synthetic"), "dataset"),
+    ("--data-dir", None, "data_dir", str, None, "folder of the dataset files"),
+    ("--train-size", None, "train_size", int, None, "training examples kept (random subset)"),
+    ("--test-size", None, "test_size", int, None, "test examples kept"),
+    ("--model", None, "model", str, None, "registry model (mlp, mlp-bn, resnet18, resnet34, resnet50, vgg16, cnn1d, resnet1d, vit)"),
+    ("--width", None, "width", float, None, "width multiplier (1.0 = standard)"),
+    ("--activation", None, "activation", str, ("relu", "leaky_relu", "gelu", "silu"), "activation"),
+    ("--method", None, "method", str, ("dense", "demp", "snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming"), "training method"),
+    ("--optimizer", None, "optimizer", str, ("adam", "adamw", "sgdm"), "optimizer"),
+    ("--lr", None, "lr", float, None, "learning rate"),
+    ("--lr-schedule", None, "lr_schedule", str, ("constant", "step", "one-cycle", "cosine"), "learning-rate schedule"),
+    ("--lr-decay-factor", None, "lr_decay_factor", float, None, "step schedule: factor"),
+    ("--lr-decay-every", None, "lr_decay_every", float, None, "step schedule: period as a fraction of the run"),
+    ("--momentum", None, "momentum", float, None, "SGD momentum"),
+    ("--weight-decay", None, "weight_decay", float, None, "weight decay"),
+    ("--epochs", None, "epochs", float, None, "training length in epochs"),
+    ("--steps", None, "steps", int, None, "training length in steps (wins over --epochs)"),
+    ("--batch-size", None, "batch_size", int, None, "batch size"),
+    ("--seed", None, "seed", int, None, "seed of data order, augmentation and model init"),
+    ("--device", None, "device", str, None, "auto, cpu, cuda, cuda:1..."),
+    ("--log-every", None, "log_every", int, None, "steps between metric lines"),
+    ("--monitor-every", None, "monitor_every", int, None, "dense runs: steps between dead-unit counts"),
+    ("--target", None, "target", float, None, "baselines: target neuron sparsity"),
+    ("--score-batches", None, "score_batches", int, None, "baselines: training batches for SNAP/CroP-S scores"),
+    ("--early-variant", None, "early_variant", str, ("rachwan", "demp"), "early baselines: trigger rule"),
+    ("--early-deadline", None, "early_deadline", int, None, "early baselines: prune at this epoch at the latest"),
+    ("--slim-lambda", None, "slim_lambda", float, None, "network slimming: L1 strength on BN scales"),
+    ("--slim-prune-at", None, "slim_prune_at", float, None, "network slimming: prune at this fraction of the run"),
+    ("--reg", "demp", "reg", str, ("l1", "l2", "off"), "DemP regularizer"),
+    ("--reg-target", "demp", "reg_target", str, ("norm_scale", "all"), "parameters regularized"),
+    ("--reg-strength", "demp", "reg_strength", float, None, "peak regularization strength lambda"),
+    ("--noise", "demp", "noise", str, ("asymmetric", "symmetric", "off"), "DemP noise"),
+    ("--noise-std", "demp", "noise_std", float, None, "peak noise standard deviation"),
+    ("--prune-every", "demp", "prune_every", int, None, "steps between death checks (default 5%% of the run)"),
+    ("--prune-start", "demp", "prune_start", int, None, "no death check before this step (paper §4.3, ViT)"),
+    ("--probe-size", "demp", "probe_size", int, None, "probe examples for death checks"),
+    ("--criterion", "demp", "criterion", str, ("zero", "eps", "nonpositive"), "death criterion"),
+    ("--eps", "demp", "eps", float, None, "death criterion threshold"),
+    ("--min-units", "demp", "min_units", int, None, "never leave a group with fewer units"),
+    ("--round-to", "demp", "round_to", int, None, "keep widths at multiples of this"),
+    ("--demp-seed", "demp", "seed", int, None, "seed of the DemP noise generator"),
+]  # fmt: skip
+
+SCHEDULES = {
+    "one-cycle": OneCycle,
+    "constant": Constant,
+    "warmup": Warmup,
+    "cosine-decay": CosineDecay,
+}
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Add every run and DemP option (all default to None: 'not given')."""
+    for flag, _section, _key, kind, choices, text in RUN_OPTIONS:
+        parser.add_argument(flag, type=kind, choices=choices, default=None, help=text)
+    parser.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None,
+                        help="remove dead units during training (default) or only at the end")  # fmt: skip
+    parser.add_argument("--allow-inexact-norm", action=argparse.BooleanOptionalAction,
+                        default=None, help="accept LayerNorm/GroupNorm over pruned channels")  # fmt: skip
+    parser.add_argument("--ignored-layers", nargs="+", default=None, metavar="PATH",
+                        help="module paths whose outputs are never cut")  # fmt: skip
+    parser.add_argument("--schedule", choices=sorted(SCHEDULES), default=None,
+                        help="schedule of the DemP regularizer and noise (default one-cycle)")  # fmt: skip
+    parser.add_argument("--warmup", choices=("linear", "cosine"), default=None,
+                        help="one-cycle warm-up: linear from 0 (paper) or cosine from peak/25")  # fmt: skip
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Collect the options given on the command line into a nested dict."""
+    out: dict[str, Any] = {"demp": {}}
+    for _flag, section, key, *_ in RUN_OPTIONS:
+        value = getattr(args, _dest(_flag))
+        if value is not None:
+            (out["demp"] if section == "demp" else out)[key] = value
+    for key in ("dynamic", "allow_inexact_norm"):
+        if getattr(args, key) is not None:
+            out["demp"][key] = getattr(args, key)
+    if args.ignored_layers is not None:
+        out["demp"]["ignored_layers"] = list(args.ignored_layers)
+    if args.schedule is not None or args.warmup is not None:
+        name = args.schedule or "one-cycle"
+        kwargs = {"warmup": args.warmup} if args.warmup and name == "one-cycle" else {}
+        schedule = SCHEDULES[name](**kwargs)
+        out["demp"]["schedule"] = {"type": type(schedule).__name__, **vars(schedule)}
+    if not out["demp"]:
+        del out["demp"]
+    return out
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")

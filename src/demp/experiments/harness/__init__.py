@@ -1,0 +1,1 @@
+"""The training harness: one run of `demp train` into a run folder."""

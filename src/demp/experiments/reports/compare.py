@@ -1,0 +1,98 @@
+"""``demp report``: compare run folders in a Markdown table and an accuracy-vs-sparsity plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ...errors import DempError
+
+COLUMNS = (
+    "run", "method", "test acc", "neuron sparsity", "weight sparsity", "train FLOPs",
+    "inference FLOPs", "train s", "speedup vs dense",
+)  # fmt: skip
+
+
+def load_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
+    """Read each run's summary.json and config.json (clear error if a run is unfinished)."""
+    runs = []
+    for run_dir in map(Path, run_dirs):
+        summary_file = run_dir / "summary.json"
+        if not summary_file.exists():
+            raise DempError(f"{run_dir} has no summary.json (not a finished demp run)")
+        try:
+            summary = json.loads(summary_file.read_text())
+            config = json.loads((run_dir / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DempError(f"cannot read the run in {run_dir}: {err}") from err
+        runs.append({"name": run_dir.name, "dir": run_dir, "summary": summary, "config": config})
+    if not runs:
+        raise DempError("give at least one run folder")
+    return runs
+
+
+def table_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per run; time and speedup relative to the first dense run."""
+    dense = next((r for r in runs if r["summary"]["method"] == "dense"), None)
+    rows = []
+    for run in runs:
+        s = run["summary"]
+        speed = dense["summary"]["wall_seconds"] / s["wall_seconds"] if dense else None
+        label = s["method"]
+        if s["method"] == "demp":
+            label += f" (lambda {run['config']['demp']['reg_strength']:g})"
+        elif s["method"] != "dense":
+            label += f" (target {run['config']['target']:g})"
+        rows.append(
+            [
+                run["name"], label, f"{s['test_acc']:.4f}", f"{s['neuron_sparsity']:.1%}",
+                f"{s['weight_sparsity']:.1%}", f"{s['train_flops_ratio']:.3f}",
+                f"{s['inference_flops_ratio']:.3f}", f"{s['wall_seconds']:.0f}",
+                f"{speed:.2f}x" if speed else "n/a",
+            ]
+        )  # fmt: skip
+    return rows
+
+
+def markdown(runs: list[dict[str, Any]]) -> str:
+    """The comparison as a Markdown table."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(runs)]
+    return "\n".join(lines)
+
+
+def write_report(run_dirs: list[str | Path], out: str | Path) -> str:
+    """Write ``report.md`` and ``report.png`` into ``out``; return the Markdown table."""
+    runs = load_runs(run_dirs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(runs)
+    notes = sorted({f"{r['name']}: {n}" for r in runs for n in r["summary"].get("notes", [])})
+    text = "# demp report\n\n" + table + "\n\n" + "".join(f"- {n}\n" for n in notes)
+    text += (
+        "\nFLOPs columns are ratios to each run's own initial (dense) model; speedup is the "
+        "dense run's training wall time over this run's.\n\n![accuracy vs sparsity](report.png)\n"
+    )
+    (out / "report.md").write_text(text)
+    _plot(runs, out / "report.png")
+    return table
+
+
+def _plot(runs: list[dict[str, Any]], path: Path) -> None:
+    from .plots import _save, pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, label in zip(
+        axes, ("neuron_sparsity", "weight_sparsity"), ("neuron sparsity", "weight sparsity"),
+        strict=True,
+    ):  # fmt: skip
+        for run in runs:
+            s = run["summary"]
+            marker = "s" if s["method"] == "dense" else "o"
+            ax.scatter(s[key], s["test_acc"], marker=marker, label=run["name"])
+        ax.set(xlabel=label, title=f"test accuracy vs {label}")
+    axes[0].set_ylabel("test accuracy")
+    axes[1].legend(fontsize=7)
+    _save(plt, fig, path)

@@ -1,0 +1,1 @@
+"""Pruning methods other than DemP (the structured baselines), over the same groups and surgery."""

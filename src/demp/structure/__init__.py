@@ -1,0 +1,16 @@
+"""Channel groups: which slices of which layers move together, and which can be cut exactly.
+
+- :mod:`.groups`: the plain-data :class:`Structure` of :class:`ChannelGroup` / :class:`Slot`.
+- :mod:`.trace`: Torch-Pruning's dependency graph turned into a structure.
+- :mod:`.verify`: trial cuts that skip the groups whose removal would not be exact.
+- :mod:`.build`: the three together, with one :class:`StructureOptions`.
+"""
+
+from .build import StructureOptions, build_checked_structure
+from .groups import ChannelGroup, Slot, Structure
+from .trace import build_structure
+
+__all__ = [
+    "ChannelGroup", "Slot", "Structure", "StructureOptions", "build_checked_structure",
+    "build_structure",
+]  # fmt: skip

@@ -1,0 +1,273 @@
+"""Build a :class:`~demp.structure.Structure` with Torch-Pruning's dependency graph.
+
+This is the only module that talks to Torch-Pruning. It uses the graph for grouping
+alone and turns each group into plain data, checking it against what demp can cut
+exactly: every module in the group has a surgery rule, every operation between them is
+channel-wise, and every index mapping is consistent. The graph (and the autograd graph it
+holds) is dropped before returning. Training/eval mode and grad mode are restored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..batches import Batch, call_model, kept_modes
+from ..ops.rules import is_depthwise, side_size, unsupported_reason
+from .groups import ChannelGroup, Role, Slot, Structure
+
+ROOT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+# Autograd ops that act on each channel separately (or only reduce/reshape other dims).
+# Anything else inside a group makes it refused; the trial cut (structure.verify) is the last gate.
+CHANNELWISE_OPS = frozenset(
+    """Relu Relu6 Hardtanh LeakyRelu Gelu Silu Sigmoid Tanh Hardswish Hardsigmoid Elu Selu Celu
+    Softplus Mish Threshold Add Sub Mul Div Neg Abs Exp Pow Sqrt Rsqrt Clamp ClampMin ClampMax
+    Maximum Minimum Clone ToCopy NativeDropout Dropout Alias Detach Identity
+    MaxPool1DWithIndices MaxPool2DWithIndices MaxPool3DWithIndices AvgPool1D AvgPool2D AvgPool3D
+    AdaptiveAvgPool1D AdaptiveAvgPool2D AdaptiveAvgPool3D AdaptiveMaxPool1D AdaptiveMaxPool2D
+    Mean Sum Squeeze Unsqueeze UpsampleNearest1D UpsampleNearest2D UpsampleBilinear2D
+    ConstantPadNd ReflectionPad1D ReflectionPad2D ReplicationPad2D View Reshape
+    UnsafeView Flatten Transpose Permute""".split()
+)
+
+
+def build_structure(
+    model: nn.Module,
+    example: Batch,
+    ignored_layers: Iterable[nn.Module | str] = (),
+    allow_inexact_norm: bool = False,
+) -> Structure:
+    """Trace ``model`` on ``example`` and return its channel groups.
+
+    Args:
+        model: Any ``nn.Module`` Torch-Pruning can trace.
+        example: One small input batch (tensor, tuple of tensors, or dict of kwargs).
+        ignored_layers: Modules (or dotted paths) whose outputs are never cut, added to the
+            output layers found automatically. Their inputs may still be cut.
+        allow_inexact_norm: Accept LayerNorm / single-group GroupNorm over the channels.
+
+    Returns:
+        The structure, with every group that cannot be cut listed in ``skipped``.
+
+    """
+    import torch_pruning as tp  # heavy import, kept out of `import demp`
+
+    paths = {m: p for p, m in model.named_modules()}
+    inner = _InnerOps(model)
+    try:
+        with kept_modes(model), torch.enable_grad():
+            graph = tp.DependencyGraph().build_dependency(
+                model, example_inputs=example, forward_fn=inner.forward, verbose=False
+            )
+            outputs = _output_layers(graph, paths)
+            ignored = set(outputs) | {_path_of(x, paths) for x in ignored_layers}
+            structure = _collect_groups(model, graph, paths, ignored, allow_inexact_norm, inner.ops)
+            structure.output_layers = sorted(outputs)
+    finally:
+        if "graph" in locals():
+            _release(graph)
+    return structure
+
+
+def _release(graph: Any) -> None:
+    """Drop the autograd graph the dependency graph holds (its nodes form reference cycles)."""
+    for node in graph.module2node.values():
+        node.grad_fn = None
+        node.inputs.clear()
+        node.outputs.clear()
+        node.dependencies.clear()
+    graph.module2node.clear()
+
+
+class _InnerOps:
+    """Run the traced forward while noting the autograd ops inside each conv/linear call.
+
+    A linear layer on a 3-D input shows up as view/addmm/view ops; those are the layer's
+    own, not operations between layers, and must not make its group look uncuttable.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.ops: set[int] = set()
+        self._inputs: dict[nn.Module, set[Any]] = {}
+        self._keep: list[Any] = []  # grad_fns stay alive while the graph is built
+
+    def forward(self, model: nn.Module, example: Batch) -> Any:
+        handles = []
+        for module in model.modules():
+            if isinstance(module, ROOT_TYPES):
+                handles.append(module.register_forward_pre_hook(self._pre))
+                handles.append(module.register_forward_hook(self._post))
+        try:
+            return call_model(model, example)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _pre(self, module: nn.Module, args: tuple) -> None:
+        self._inputs[module] = {a.grad_fn for a in args if isinstance(a, torch.Tensor)}
+
+    def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not isinstance(output, torch.Tensor) or output.grad_fn is None:
+            return
+        stop = self._inputs.pop(module, set())
+        stack = [f for f, _ in output.grad_fn.next_functions if f is not None]
+        while stack:
+            fn = stack.pop()
+            if fn in stop or id(fn) in self.ops or type(fn).__name__ == "AccumulateGrad":
+                continue
+            self.ops.add(id(fn))
+            self._keep.append(fn)
+            stack.extend(f for f, _ in fn.next_functions if f is not None)
+
+
+def _path_of(item: nn.Module | str, paths: dict[nn.Module, str]) -> str:
+    if isinstance(item, str):
+        if item not in paths.values():
+            raise ValueError(f"ignored_layers: no module named {item!r} in the model")
+        return item
+    if item not in paths:
+        raise ValueError(f"ignored_layers: {type(item).__name__} is not a module of the model")
+    return paths[item]
+
+
+def _output_layers(graph: Any, paths: dict[nn.Module, str]) -> list[str]:
+    """Find conv/linear layers whose outputs reach the model output through no other layer."""
+    sinks = [n for n in graph.module2node.values() if not n.outputs]
+    found, stack, seen = set(), list(sinks), set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node.module, ROOT_TYPES):
+            found.add(paths[node.module])
+            continue
+        stack.extend(node.inputs)
+    return sorted(found)
+
+
+def _collect_groups(
+    model: nn.Module,
+    graph: Any,
+    paths: dict[nn.Module, str],
+    ignored: set[str],
+    allow_inexact_norm: bool,
+    inner_ops: set[int],
+) -> Structure:
+    structure = Structure(groups={})
+    covered: set[nn.Module] = set()
+    for path, module in model.named_modules():
+        if not isinstance(module, ROOT_TYPES) or module in covered:
+            continue
+        if module not in graph.module2node:
+            continue  # never called in the traced forward
+        pruner = graph.get_pruner_of_module(module)
+        width = pruner.get_out_channels(module)
+        group = graph.get_pruning_group(module, pruner.prune_out_channels, list(range(width)))
+        for item in group.items:
+            if graph.is_out_channel_pruning_fn(item.dep.handler):
+                target = item.dep.target.module
+                if isinstance(target, nn.Module):
+                    covered.add(target)
+        result = _convert(path, width, group, graph, paths, ignored, allow_inexact_norm, inner_ops)
+        if isinstance(result, str):
+            structure.skipped[path] = result
+        else:
+            structure.groups[path] = result
+    for group in structure.groups.values():
+        for slot in group.slots:
+            module = model.get_submodule(slot.path)
+            structure.sizes[(slot.path, slot.side)] = side_size(module, slot.side)
+    return structure
+
+
+def _convert(
+    name: str,
+    width: int,
+    group: Any,
+    graph: Any,
+    paths: dict[nn.Module, str],
+    ignored: set[str],
+    allow_inexact_norm: bool,
+    inner_ops: set[int],
+) -> ChannelGroup | str:
+    """Turn a Torch-Pruning group into a ChannelGroup, or return why it cannot be cut."""
+    if name in ignored:
+        return f"{name} is an output layer or ignored: its outputs are kept"
+    pieces: dict[tuple[str, Role], tuple[list[int], list[int]]] = {}
+    for item in group.items:
+        target = item.dep.target
+        module = target.module
+        if not isinstance(module, nn.Module) or module not in paths:
+            reason = None if id(target.grad_fn) in inner_ops else _op_reason(target, module)
+            if reason:
+                return reason
+            continue
+        path = paths[module]
+        reason = unsupported_reason(module, path, allow_inexact_norm)
+        if reason:
+            return reason
+        role = _role(module, graph.is_out_channel_pruning_fn(item.dep.handler))
+        if role != "consumer" and path in ignored:
+            return f"cutting these channels would cut the outputs of {path} (output or ignored)"
+        idxs, roots = pieces.setdefault((path, role), ([], []))
+        idxs.extend(int(i) for i in item.idxs)
+        roots.extend(int(r) for r in item.root_idxs)
+    slots = []
+    for (path, role), (idxs, roots) in pieces.items():
+        index = _index_table(idxs, roots, width)
+        size = side_size(graph.model.get_submodule(path), "in" if role == "consumer" else "out")
+        if index is None or int(index.max()) >= size or (role != "consumer" and index.shape[1] > 1):
+            return f"the channel index mapping at {path} is inconsistent (could not trace it)"
+        slots.append(Slot(path=path, role=role, index=index))
+    if not any(s.role == "consumer" for s in slots):
+        return f"no layer consumes the channels of {name}: they reach the model output"
+    return ChannelGroup(name=name, width=width, slots=slots)
+
+
+def _role(module: nn.Module, out_side: bool) -> Role:
+    if isinstance(module, ROOT_TYPES):
+        if is_depthwise(module):
+            return "depthwise"
+        return "producer" if out_side else "consumer"
+    return "norm"
+
+
+def _op_reason(node: Any, module: Any) -> str | None:
+    """Say why a non-module node makes a group uncuttable, or None if it is harmless."""
+    kind = type(module).__name__
+    if kind in ("_ConcatOp", "_ReshapeOp"):
+        return None
+    if kind == "_ElementWiseOp":
+        if not node.inputs:  # a view of a weight (e.g. the transpose inside a linear layer)
+            return None
+        op = re.sub(r"Backward\d*$", "", node.grad_fn.name()) if node.grad_fn else "?"
+        if op in CHANNELWISE_OPS:
+            return None
+        return f"operation {op} between layers may mix channels"
+    if isinstance(module, nn.Parameter):
+        return f"a bare parameter of shape {tuple(module.shape)} is applied to these channels"
+    if kind == "_OutputOp":
+        return "these channels reach the model output"
+    return f"operation {kind.strip('_')} is not supported inside a channel group"
+
+
+def _index_table(idxs: list[int], roots: list[int], width: int) -> torch.Tensor | None:
+    """Build the ``(width, k)`` index table, or return None if the mapping is inconsistent."""
+    if len(idxs) != len(roots) or len(set(idxs)) != len(idxs) or not idxs:
+        return None
+    per_root: dict[int, list[int]] = {}
+    for idx, root in zip(idxs, roots, strict=True):
+        per_root.setdefault(root, []).append(idx)
+    if sorted(per_root) != list(range(width)):
+        return None
+    counts = {len(v) for v in per_root.values()}
+    if len(counts) != 1:
+        return None
+    return torch.tensor([sorted(per_root[r]) for r in range(width)], dtype=torch.long)

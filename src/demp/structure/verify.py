@@ -1,0 +1,162 @@
+"""Trial cuts: check once per group that removing a unit is exact before trusting it.
+
+For one unit ``j`` of each group, the model's output with ``j`` zeroed at the inputs of
+every consumer (what a dead unit looks like) is compared with its output after ``j`` is
+actually cut. If the cut crashes, changes the output's shape, or changes its values, the
+group's graph holds something demp does not follow (a buffer broadcast over channels, a
+reduction over channels, a reshape into heads...) and the group is skipped with that
+reason. The model is restored exactly after each trial (same Parameter objects and data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..batches import Batch, call_model, eval_mode
+from ..ops.slicing import apply_cuts
+from .groups import ChannelGroup, Structure, keep_indices, module_cuts
+
+_SIZE_ATTRS = (
+    "in_features", "out_features", "in_channels", "out_channels", "groups",
+    "num_features", "num_channels", "num_groups", "normalized_shape",
+)  # fmt: skip
+
+
+def verify_groups(model: nn.Module, structure: Structure, example: Batch, exact: bool) -> None:
+    """Trial-cut one unit of every group; move the groups that fail to ``structure.skipped``.
+
+    All groups are tried together first (two forward passes); only if that fails are they
+    split in halves until the failing ones are found.
+
+    Args:
+        model: The model (left exactly as it was).
+        structure: Its structure; failing groups are moved to ``skipped`` in place.
+        example: A small input batch on the model's device.
+        exact: Compare output values (False when inexact norms were allowed: then groups
+            holding a LayerNorm/GroupNorm are only checked for crashes and shape changes).
+    """
+    with eval_mode(model), torch.no_grad():
+        names = [n for n, g in structure.groups.items() if g.width >= 2]
+        loose = {n for n in names if not exact and _has_inexact_norm(model, structure.groups[n])}
+        _bisect(model, structure, [n for n in names if n not in loose], example, True)
+        _bisect(model, structure, sorted(loose), example, False)
+
+
+def _bisect(
+    model: nn.Module, structure: Structure, names: list[str], example: Batch, compare: bool
+) -> None:
+    if not names:
+        return
+    reason = _trial(model, structure, names, example, compare)
+    if reason is None:
+        return
+    if len(names) == 1:
+        del structure.groups[names[0]]
+        structure.skipped[names[0]] = reason
+        return
+    half = len(names) // 2
+    _bisect(model, structure, names[:half], example, compare)
+    _bisect(model, structure, names[half:], example, compare)
+
+
+def _has_inexact_norm(model: nn.Module, group: ChannelGroup) -> bool:
+    return any(
+        isinstance(model.get_submodule(s.path), (nn.LayerNorm, nn.GroupNorm))
+        for s in group.slots
+        if s.role == "norm"
+    )
+
+
+def _trial(
+    model: nn.Module, structure: Structure, names: list[str], example: Batch, compare: bool
+) -> str | None:
+    """Cut the middle unit of each named group at once; say what went wrong, if anything."""
+    units = {n: torch.tensor([structure.groups[n].width // 2]) for n in names}
+    with _zeroed(model, [structure.groups[n] for n in names], units):
+        reference = _flatten(call_model(model, example))
+    cuts = {
+        key: keep_indices(gone, structure.sizes[key])
+        for key, gone in module_cuts(structure, units).items()
+    }
+    with _restored(model, {path for path, _ in cuts}):
+        try:
+            apply_cuts(model, cuts, trial=True)
+            result = _flatten(call_model(model, example))
+        except Exception as err:  # noqa: BLE001 - any failure means "cannot cut"
+            return f"a trial cut of one unit made the model fail ({type(err).__name__}: {err})"
+    if [t.shape for t in reference] != [t.shape for t in result]:
+        return "a trial cut of one unit changed the shape of the model output"
+    if compare and not all(_close(a, b) for a, b in zip(reference, result, strict=True)):
+        return "a trial cut of one unit changed the model output (channels are mixed somewhere)"
+    return None
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if not a.is_floating_point():
+        return bool(torch.equal(a, b))
+    scale = float(a.abs().max()) if a.numel() else 0.0
+    return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5 * max(scale, 1.0)))
+
+
+def _flatten(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for v in output.values() for t in _flatten(v)]
+    if isinstance(output, (tuple, list)):
+        return [t for v in output for t in _flatten(v)]
+    return []
+
+
+@contextmanager
+def _zeroed(
+    model: nn.Module, groups: list[ChannelGroup], units: dict[str, torch.Tensor]
+) -> Iterator[None]:
+    """Zero the given units at the input of every consumer, with forward pre-hooks."""
+    per_module: dict[str, list[torch.Tensor]] = {}
+    for group in groups:
+        for slot in group.consumers:
+            per_module.setdefault(slot.path, []).append(slot.index[units[group.name]].reshape(-1))
+    handles = []
+    for path, parts in per_module.items():
+        module = model.get_submodule(path)
+        dim = -1 if isinstance(module, nn.Linear) else 1
+        index = torch.cat(parts)
+
+        def hook(_m: nn.Module, args: tuple, dim: int = dim, index: torch.Tensor = index) -> tuple:
+            x = args[0]
+            return (x.index_fill(dim, index.to(x.device), 0.0), *args[1:])
+
+        handles.append(module.register_forward_pre_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def _restored(model: nn.Module, paths: set[str]) -> Iterator[None]:
+    """Put back every tensor and size attribute of the given modules on exit."""
+    saved = []
+    for path in paths:
+        module = model.get_submodule(path)
+        params = {n: (p, p.data, p.grad) for n, p in module._parameters.items() if p is not None}
+        buffers = dict(module._buffers)
+        attrs = {a: getattr(module, a) for a in _SIZE_ATTRS if hasattr(module, a)}
+        saved.append((module, params, buffers, attrs))
+    try:
+        yield
+    finally:
+        for module, params, buffers, attrs in saved:
+            for p, data, grad in params.values():
+                p.data = data  # the shapes autograd cached are the original ones again
+                p.grad = grad
+            module._buffers.update(buffers)
+            for attr, value in attrs.items():
+                setattr(module, attr, value)

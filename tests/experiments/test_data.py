@@ -1,0 +1,125 @@
+"""Dataset loaders on small files the tests write; clear errors for missing/corrupt data."""
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import demp
+from demp.experiments.data import load_dataset
+from demp.experiments.data.augment import crop_flip
+from demp.experiments.data.idx import read_idx
+
+
+def write_idx(path, array, gz=False):
+    codes = {np.uint8: 0x08}
+    header = bytes([0, 0, codes[array.dtype.type], array.ndim])
+    header += b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    raw = header + array.tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def write_mnist_like(folder, n_train=30, n_test=10, gz=True):
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{split}-images-idx3-ubyte{suffix}",
+                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), gz)  # fmt: skip
+        write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}",
+                  (np.arange(n) % 10).astype(np.uint8), gz)  # fmt: skip
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_dataset_loads_and_normalizes(tmp_path, gz):
+    write_mnist_like(tmp_path, gz=gz)
+    data = load_dataset("fashion-mnist", tmp_path)
+    assert data.train_x.shape == (30, 1, 28, 28) and data.test_x.shape == (10, 1, 28, 28)
+    assert data.num_classes == 10 and data.train_y[:3].tolist() == [0, 1, 2]
+    assert abs(data.train_x.mean().item()) < 1e-5 and abs(data.train_x.std().item() - 1) < 1e-3
+    assert torch.equal(data.probe(5), data.train_x[:5])
+
+
+def test_idx_errors_name_the_file_and_how_to_get_it(tmp_path):
+    with pytest.raises(demp.DempError, match="train-images-idx3-ubyte.*dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", tmp_path)
+    with pytest.raises(demp.DempError, match="setup-data.sh"):
+        load_dataset("mnist", tmp_path)
+    write_mnist_like(tmp_path, gz=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(demp.DempError, match="truncated or corrupted"):
+        load_dataset("mnist", tmp_path)
+    path.write_bytes(b"\x01\x02\x03\x04hello")
+    with pytest.raises(demp.DempError, match="bad magic"):
+        read_idx(path)
+    (tmp_path / "x.gz").write_bytes(b"not gzip")
+    with pytest.raises(demp.DempError, match="cannot read IDX"):
+        read_idx(tmp_path / "x.gz")
+
+
+def write_cifar(folder):
+    root = folder / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                 b"labels": [0, 1, 2, 9]}  # fmt: skip
+        (root / name).write_bytes(pickle.dumps(batch))
+    return root
+
+
+def test_cifar_folder_loads_with_augmentation(tmp_path):
+    write_cifar(tmp_path)
+    data = load_dataset("cifar10", tmp_path)
+    assert data.train_x.shape == (20, 3, 32, 32) and data.test_x.shape == (4, 3, 32, 32)
+    assert data.num_classes == 10 and data.augment is not None
+    (x1, _), (x2, _) = next(data.batches(4, 0, 0)), next(data.batches(4, 0, 0))
+    assert torch.equal(x1, x2)  # augmentation is reproducible
+
+
+def test_cifar_refuses_pickled_code_and_explains_absence(tmp_path):
+    with pytest.raises(demp.DempError, match="cannot be downloaded here"):
+        load_dataset("cifar10", tmp_path)
+    root = write_cifar(tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (root / "test_batch").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
+    with pytest.raises(demp.DempError, match="refusing to load builtins.print"):
+        load_dataset("cifar10", tmp_path)
+    with pytest.raises(demp.DempError, match="needs --data-dir"):
+        load_dataset("cifar10")
+
+
+def test_mnist1d_is_generated_locally():
+    data = load_dataset("mnist1d", train_size=400)
+    assert data.train_x.shape == (400, 1, 40) and data.num_classes == 10
+    assert len(data.test_x) == 1000
+
+
+def test_synthetic_and_unknown():
+    data = load_dataset("synthetic", train_size=64, test_size=16)
+    assert data.train_x.shape == (64, 1, 12, 12) and data.test_x.shape == (16, 1, 12, 12)
+    with pytest.raises(demp.DempError, match="unknown dataset"):
+        load_dataset("imagenet")
+
+
+def test_batches_are_a_function_of_seed_epoch_and_index():
+    data = load_dataset("synthetic", train_size=64, test_size=16)
+    full = list(data.batches(16, epoch=2, seed=1))
+    tail = list(data.batches(16, epoch=2, seed=1, start=2))
+    assert len(full) == 4 and torch.equal(full[2][0], tail[0][0])
+    other = next(data.batches(16, epoch=3, seed=1))
+    assert not torch.equal(full[0][1], other[1])
+
+
+def test_crop_flip_keeps_shape_and_content():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    out = crop_flip(x, torch.Generator().manual_seed(0), pad=2)
+    assert out.shape == x.shape
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(crop_flip(x, g, pad=0).flip(-1).sort(-1)[0], x.sort(-1)[0])

@@ -1,0 +1,137 @@
+"""The `demp` command: train runs, run folders, plots, resume, report, config files."""
+
+import json
+
+import matplotlib.image
+import torch
+
+import demp
+from demp.experiments.cli.main import main
+
+BASE = ["--dataset", "synthetic", "--train-size", "256", "--test-size", "64", "--batch-size",
+        "32", "--no-progress"]  # fmt: skip
+
+
+def train(*args):
+    return main(["train", *BASE, *map(str, args)])
+
+
+def test_train_writes_every_artefact(tmp_path):
+    out = tmp_path / "x"
+    assert train("--model", "mlp", "--method", "demp", "--steps", 60, "--out", out) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.jsonl", "summary.json", "checkpoint"} <= names
+    assert {"curves.png", "live_units.png", "dead_ratio.png", "widths.png"} <= names
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.image.imread(png).ndim == 3
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("test_acc", "neuron_sparsity", "weight_sparsity", "train_flops_ratio",
+                "inference_flops_ratio", "wall_seconds", "seconds_per_step"):  # fmt: skip
+        assert key in summary
+    assert summary["steps"] == 60 and 0 <= summary["test_acc"] <= 1
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    kinds = {r["kind"] for r in records}
+    assert kinds == {"step", "epoch", "check"}
+    assert [r["step"] for r in records if r["kind"] == "epoch"] == [8 * i for i in range(1, 8)] + [
+        60
+    ]
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "mlp" and config["demp"]["reg_strength"] == 1e-3
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "x"
+    assert train("--model", "mlp", "--method", "dense", "--steps", 8, "--out", out) == 0
+    assert train("--model", "mlp", "--method", "dense", "--steps", 8, "--out", out) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, interrupt_at):
+    args = ["--model", "resnet18", "--width", "0.125", "--method", "demp", "--steps", 48,
+            "--reg-strength", 0.05, "--prune-every", 8, "--lr", 1e-2]  # fmt: skip
+    assert train(*args, "--out", tmp_path / "straight") == 0
+
+    disarm = interrupt_at(21)
+    assert train(*args, "--out", tmp_path / "cut") == 130
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    disarm()
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+
+    a = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    b = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert b["steps"] == 48 and a["params"] == b["params"] and a["test_acc"] == b["test_acc"]
+    ckpt = [tmp_path / r / "checkpoint" / "model.safetensors" for r in ("straight", "cut")]
+    from safetensors.torch import load_file
+
+    sa, sb = load_file(ckpt[0]), load_file(ckpt[1])
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    steps = [r["step"] for r in map(json.loads, lines) if r["kind"] == "step"]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))
+
+
+def test_report_compares_two_runs(tmp_path, capsys):
+    for method in ("dense", "demp"):
+        assert train("--model", "mlp", "--method", method, "--steps", 16, "--out",
+                     tmp_path / method) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "dense"), str(tmp_path / "demp"), "--out",
+                 str(tmp_path / "rep")]) == 0  # fmt: skip
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| dense | dense |" in text and "| demp | demp (lambda 0.001) |" in text
+    assert "1.00x" in text  # the dense run against itself
+    assert (tmp_path / "rep" / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_toml_config_with_cli_overrides(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        'dataset = "synthetic"\nmodel = "mlp"\nmethod = "demp"\nsteps = 12\n'
+        "train_size = 128\ntest_size = 32\nbatch_size = 32\n[demp]\nreg_strength = 0.5\n"
+        'reg_target = "all"\n'
+    )
+    out = tmp_path / "x"
+    assert main(["train", "--config", str(config), "--steps", "8", "--reg-strength", "0.25",
+                 "--schedule", "one-cycle", "--warmup", "cosine", "--out", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["steps"] == 8 and saved["model"] == "mlp"
+    assert saved["demp"]["reg_strength"] == 0.25 and saved["demp"]["reg_target"] == "all"
+    assert saved["demp"]["schedule"]["warmup"] == "cosine"
+
+
+def test_bad_options_are_clear_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = \n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "y")]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    bad.write_text("stepz = 3\n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "y")]) == 2
+    assert "unknown run options: ['stepz']" in capsys.readouterr().err
+    assert train("--model", "mlp", "--out", tmp_path / "z") == 2
+    assert "steps or epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "demp", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "train" in result.stdout and demp.__version__
+
+
+def test_shipped_config_files_are_valid():
+    from pathlib import Path
+
+    from demp.experiments.harness.config import TrainConfig, load_toml
+
+    files = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
+    assert files
+    for path in files:
+        config = TrainConfig.from_dict(load_toml(path))
+        assert config.total_steps(100) > 0
