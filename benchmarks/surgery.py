@@ -50,7 +50,6 @@ def bench(name, make, args):
     x = torch.randn(args.batch, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch,))
     probe = torch.randn(512, 3, 32, 32)
-    device = torch.device("cpu")
 
     def trace():
         return demp.build_structure(model, probe[:4])
