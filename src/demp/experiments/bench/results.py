@@ -1,9 +1,8 @@
-"""Benchmark results: a CSV of every run, a Markdown table over seeds, Fig. 3-style plots."""
+"""Benchmark results: a CSV of every run, a Markdown table over seeds, a Fig. 3-style plot."""
 
 from __future__ import annotations
 
 import csv
-import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -12,26 +11,15 @@ FIELDS = (
     "run", "method", "level", "seed", "test_acc", "neuron_sparsity", "weight_sparsity",
     "wall_seconds", "time_ratio", "train_flops_ratio", "inference_flops_ratio",
 )  # fmt: skip
+PLOT = "accuracy_vs_sparsity.png"
 
 
-def collect(out: Path, runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per finished run; time relative to the mean dense run of the sweep."""
-    rows = []
-    for name, opts in runs:
-        summary_file = out / name / "summary.json"
-        if not summary_file.exists():
-            continue
-        s = json.loads(summary_file.read_text())
-        level = opts["demp"]["reg_strength"] if opts["method"] == "demp" else opts.get("target")
-        rows.append(
-            {
-                "run": name, "method": opts["method"], "level": level, "seed": opts["seed"],
-                "test_acc": s["test_acc"], "neuron_sparsity": s["neuron_sparsity"],
-                "weight_sparsity": s["weight_sparsity"], "wall_seconds": s["wall_seconds"],
-                "train_flops_ratio": s["train_flops_ratio"],
-                "inference_flops_ratio": s["inference_flops_ratio"],
-            }
-        )  # fmt: skip
+def collect(run_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``results.csv`` rows of a sweep's run rows (see :mod:`.runs`).
+
+    Time is relative to the mean dense run of the sweep.
+    """
+    rows = [{key: run.get(key) for key in FIELDS if key != "time_ratio"} for run in run_rows]
     dense = [r["wall_seconds"] for r in rows if r["method"] == "dense"]
     base = statistics.mean(dense) if dense else None
     for row in rows:
@@ -77,9 +65,15 @@ def markdown(agg: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(out: Path, runs: list[tuple[str, dict[str, Any]]], title: str) -> str:
-    """Write results.csv, results.md and the two plots; return the Markdown table."""
-    rows = collect(out, runs)
+def write_results(out: Path, run_rows: list[dict[str, Any]], title: str) -> str:
+    """Write results.csv, results.md and the plot into ``out``; return the Markdown table.
+
+    Args:
+        out: The sweep's folder (the aggregated files go at its top).
+        run_rows: One row per finished run (:func:`.runs.collect_runs` or ``runs.csv``).
+        title: Title of results.md and the plots.
+    """
+    rows = collect(run_rows)
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
@@ -87,9 +81,10 @@ def write_results(out: Path, runs: list[tuple[str, dict[str, Any]]], title: str)
     agg = aggregate(rows)
     table = markdown(agg)
     (out / "results.md").write_text(
-        f"# {title}\n\n{table}\n\n![accuracy vs sparsity](accuracy_vs_sparsity.png)\n"
+        f"# {title}\n\n{table}\n\n![accuracy vs sparsity]({PLOT})\n\n"
+        f"One row per run: [runs.csv](runs.csv).\n"
     )
-    _plot(agg, out / "accuracy_vs_sparsity.png", title)
+    _plot(agg, out / PLOT, title)
     return table
 
 
