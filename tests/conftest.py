@@ -16,9 +16,9 @@ def interrupt_at(monkeypatch):
 
     Returns a function ``arm(n)``; ``disarm()`` on the result restores the real step.
     """
-    from demp.experiments.harness import runner
+    from demp.experiments.harness import loop
 
-    real_step = runner.train_step
+    real_step = loop.train_step
 
     def arm(n):
         calls = {"n": 0}
@@ -29,7 +29,7 @@ def interrupt_at(monkeypatch):
                 raise KeyboardInterrupt
             return real_step(*args)
 
-        monkeypatch.setattr(runner, "train_step", interrupting)
-        return lambda: monkeypatch.setattr(runner, "train_step", real_step)
+        monkeypatch.setattr(loop, "train_step", interrupting)
+        return lambda: monkeypatch.setattr(loop, "train_step", real_step)
 
     return arm

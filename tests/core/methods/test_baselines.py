@@ -182,7 +182,7 @@ def test_early_trigger_on_a_synthetic_weight_trajectory():
 
 
 def test_gamma_scores_take_the_max_over_a_group_and_skip_groups_without_bn():
-    from demp.methods.methods import gamma_scores
+    from demp.methods.slimming import gamma_scores
 
     model, batches = tiny(net="resnet")
     s = demp.build_structure(model, batches[0][0])

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
+from ...methods import method_names, option_fields
 from ...schedules import Constant, CosineDecay, OneCycle, Warmup
+from ..data import DATASETS
 
 # (flag, section, key, type, choices, help); section None = run option, "demp" = DemPConfig
 RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
-    ("--dataset", None, "dataset", str, ("fashion-mnist", "mnist", "mnist1d", "cifar10", "synthetic"), "dataset"),
+    ("--dataset", None, "dataset", str, DATASETS, "dataset (the registry demp.experiments.data.DATASETS)"),
     ("--data-dir", None, "data_dir", str, None, "folder of the dataset files"),
     ("--train-size", None, "train_size", int, None, "training examples kept (random subset)"),
     ("--test-size", None, "test_size", int, None, "test examples kept"),
     ("--model", None, "model", str, None, "registry model (mlp, mlp-bn, resnet18, resnet34, resnet50, vgg16, cnn1d, resnet1d, vit)"),
     ("--width", None, "width", float, None, "width multiplier (1.0 = standard)"),
     ("--activation", None, "activation", str, ("relu", "leaky_relu", "gelu", "silu"), "activation"),
-    ("--method", None, "method", str, ("dense", "demp", "snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming"), "training method"),
+    ("--method", None, "method", str, None, "training method (the registered methods)"),
     ("--optimizer", None, "optimizer", str, ("adam", "adamw", "sgdm"), "optimizer"),
     ("--lr", None, "lr", float, None, "learning rate"),
     ("--lr-schedule", None, "lr_schedule", str, ("constant", "step", "one-cycle", "cosine"), "learning-rate schedule"),
@@ -31,12 +34,6 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--device", None, "device", str, None, "auto, cpu, cuda, cuda:1..."),
     ("--log-every", None, "log_every", int, None, "steps between metric lines"),
     ("--monitor-every", None, "monitor_every", int, None, "dense runs: steps between dead-unit counts"),
-    ("--target", None, "target", float, None, "baselines: target neuron sparsity"),
-    ("--score-batches", None, "score_batches", int, None, "baselines: training batches for SNAP/CroP-S scores"),
-    ("--early-variant", None, "early_variant", str, ("rachwan", "demp"), "early baselines: trigger rule"),
-    ("--early-deadline", None, "early_deadline", int, None, "early baselines: prune at this epoch at the latest"),
-    ("--slim-lambda", None, "slim_lambda", float, None, "network slimming: L1 strength on BN scales"),
-    ("--slim-prune-at", None, "slim_prune_at", float, None, "network slimming: prune at this fraction of the run"),
     ("--reg", "demp", "reg", str, ("l1", "l2", "off"), "DemP regularizer"),
     ("--reg-target", "demp", "reg_target", str, ("norm_scale", "all"), "parameters regularized"),
     ("--reg-strength", "demp", "reg_strength", float, None, "peak regularization strength lambda"),
@@ -60,9 +57,29 @@ SCHEDULES = {
 }
 
 
+def method_options() -> list[tuple[str, str | None, str, Any, tuple | None, str]]:
+    """One row per option of the registered methods (``--target``, ``--slim-lambda``...)."""
+    rows = []
+    for name, f in option_fields().items():
+        kind = type(f.default) if f.default is not dataclasses.MISSING else str
+        choices = f.metadata.get("choices")
+        rows.append(
+            (f"--{name.replace('_', '-')}", None, name, kind, choices, f.metadata.get("help", ""))
+        )
+    return rows
+
+
+def all_options() -> list[tuple[str, str | None, str, Any, tuple | None, str]]:
+    """The run options (``--method`` choices: the registry's, now), then the methods' options."""
+    rows = [
+        (*row[:4], method_names() if row[2] == "method" else row[4], row[5]) for row in RUN_OPTIONS
+    ]
+    return rows + method_options()
+
+
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """Add every run and DemP option (all default to None: 'not given')."""
-    for flag, _section, _key, kind, choices, text in RUN_OPTIONS:
+    """Add every run, method and DemP option (all default to None: 'not given')."""
+    for flag, _section, _key, kind, choices, text in all_options():
         parser.add_argument(flag, type=kind, choices=choices, default=None, help=text)
     parser.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None,
                         help="remove dead units during training (default) or only at the end")  # fmt: skip
@@ -79,7 +96,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Collect the options given on the command line into a nested dict."""
     out: dict[str, Any] = {"demp": {}}
-    for _flag, section, key, *_ in RUN_OPTIONS:
+    for _flag, section, key, *_ in all_options():
         value = getattr(args, _dest(_flag))
         if value is not None:
             (out["demp"] if section == "demp" else out)[key] = value

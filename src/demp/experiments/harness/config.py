@@ -1,6 +1,7 @@
 """TrainConfig: every option of a harness run, with TOML files and CLI overrides.
 
-A TOML file holds top-level run options and a ``[demp]`` table of
+A TOML file holds top-level run options (the options of the registered methods, such as
+``target``, are top-level too: :mod:`demp.methods.registry`) and a ``[demp]`` table of
 :class:`~demp.DemPConfig` options::
 
     dataset = "fashion-mnist"
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 from ...algorithm.config import DemPConfig
 from ...errors import DempError
+from ...methods import get_method, option_defaults, option_fields
 from .lr import LrSchedule
 
 if sys.version_info >= (3, 11):
@@ -30,8 +32,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-Method = Literal["dense", "demp", "snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming"]
-METHODS = ("dense", "demp", "snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming")
 OptimizerName = Literal["adam", "adamw", "sgdm"]
 
 
@@ -46,7 +46,7 @@ class TrainConfig:
     model: str = "resnet18"
     width: float = 0.25
     activation: str = "relu"
-    method: Method = "demp"
+    method: str = "demp"
     optimizer: OptimizerName = "adam"
     lr: float = 5e-3
     lr_schedule: LrSchedule = "cosine"
@@ -61,23 +61,15 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 25
     monitor_every: int | None = None
-    target: float = 0.5
-    score_batches: int = 10
-    early_variant: Literal["rachwan", "demp"] = "rachwan"
-    early_deadline: int = 4
-    slim_lambda: float = 1e-4
-    slim_prune_at: float = 0.5
     demp: DemPConfig = field(default_factory=DemPConfig)
+    method_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise DempError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if not 0.0 <= self.target < 1.0:
-            raise DempError(f"target neuron sparsity must be in [0, 1), got {self.target}")
-        if self.early_variant not in ("rachwan", "demp"):
-            raise DempError(f"early_variant must be rachwan or demp, got {self.early_variant!r}")
-        if not 0.0 < self.slim_prune_at <= 1.0:
-            raise DempError(f"slim_prune_at must be in (0, 1], got {self.slim_prune_at}")
+        unknown = sorted(set(self.method_options) - set(option_fields()))
+        if unknown:
+            raise DempError(f"unknown run options: {unknown}")
+        object.__setattr__(self, "method_options", {**option_defaults(), **self.method_options})
+        self.method_config()  # validates the method's name and options
         if self.optimizer not in ("adam", "adamw", "sgdm"):
             raise DempError(f"optimizer must be adam, adamw or sgdm, got {self.optimizer!r}")
         if self.lr_schedule not in ("constant", "step", "one-cycle", "cosine"):
@@ -88,6 +80,11 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise DempError(f"{name} must be positive, got {getattr(self, name)}")
 
+    def method_config(self) -> Any:
+        """The options of the run's method (its frozen dataclass, or the DemPConfig)."""
+        spec = get_method(self.method)
+        return self.demp if spec.demp_config else spec.make_options(self.method_options)
+
     def total_steps(self, steps_per_epoch: int) -> int:
         """Steps of the run: ``steps`` if given, else ``epochs`` x steps per epoch."""
         if self.steps is not None:
@@ -95,8 +92,12 @@ class TrainConfig:
         return max(1, round(float(self.epochs) * steps_per_epoch))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable form (``demp`` as a nested dict)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "demp"}
+        """JSON-serializable form: method options flat, ``demp`` as a nested dict."""
+        nested = ("demp", "method_options")
+        out = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in nested
+        }
+        out.update(self.method_options)
         out["demp"] = self.demp.to_dict()
         return out
 
@@ -104,13 +105,15 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from :meth:`to_dict` output or a TOML table (unknown keys are an error)."""
         data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        known = {f.name for f in dataclasses.fields(cls)} - {"method_options"}
+        methods = set(option_fields())
+        unknown = sorted(set(data) - known - methods)
         if unknown:
             raise DempError(f"unknown run options: {unknown}")
+        options = {k: data.pop(k) for k in list(data) if k in methods and k not in known}
         try:
             demp = DemPConfig.from_dict(data.pop("demp", {}) or {})
-            return cls(**data, demp=demp)
+            return cls(**data, demp=demp, method_options=options)
         except (TypeError, ValueError) as err:
             raise DempError(f"invalid run options: {err}") from err
 

@@ -1,0 +1,54 @@
+"""``demp``: Demon Pruning (paper Algorithm 1) as a method: a DemonPruner on the run.
+
+The pruner keeps its own channel groups and history; its options are the run's ``[demp]``
+table (:class:`~demp.DemPConfig`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..algorithm import DemonPruner, DemPConfig
+from ..structure import Structure
+from .base import Method, MethodContext
+from .registry import register_method
+
+
+class DemP(Method):
+    """DemP's regularizer, noise and dynamic pruning, through a :class:`~demp.DemonPruner`."""
+
+    def __init__(self, config: DemPConfig, ctx: MethodContext) -> None:
+        self.pruner = DemonPruner(
+            ctx.model,
+            ctx.optimizer,
+            ctx.probe,
+            ctx.total_steps,
+            config,
+            batch_size=ctx.batch_size,
+            on_structure_change=[lambda _p, _r: ctx.structure_changed()],
+            sync=ctx.sync,
+        )
+
+    @property
+    def structure(self) -> Structure:  # type: ignore[override]
+        """The pruner's groups (rebuilt when its state is loaded)."""
+        return self.pruner.structure
+
+    @property
+    def history(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """The pruner's death-check events."""
+        return self.pruner.history
+
+    def finish(self, ctx: MethodContext) -> None:
+        """The last death check and removal (every rank: the decision is all-reduced)."""
+        self.pruner.finalize()
+
+    def penalty(self) -> float:
+        """``lambda_t * R`` now."""
+        return self.pruner.penalty()
+
+
+@register_method("demp", summary="Demon Pruning (this library)", demp_config=True)
+def demp(config: DemPConfig, ctx: MethodContext) -> Method:
+    """DemP with the run's DemPConfig."""
+    return DemP(config, ctx)

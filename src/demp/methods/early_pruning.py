@@ -1,0 +1,91 @@
+"""EarlySNAP and EarlyCroP-S: train dense, prune once the weights settle, keep training.
+
+The trigger (:mod:`demp.methods.early`) fires on the weight-distance rule or at a deadline
+epoch; then the units are pruned as SNAP / CroPit-S do, on the same total step budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .at_init import AtInitOptions
+from .base import Method, MethodContext
+from .common import Scorer, prune_iteratively
+from .early import EarlyTrigger, flat_weights
+from .registry import register_method
+from .scores import crops_scores, snap_scores
+
+
+@dataclass(frozen=True)
+class EarlyOptions(AtInitOptions):
+    """Options of the early baselines."""
+
+    early_variant: str = field(
+        default="rachwan",
+        metadata={"help": "early baselines: trigger rule", "choices": ("rachwan", "demp")},
+    )
+    early_deadline: int = field(
+        default=4, metadata={"help": "early baselines: prune at this epoch at the latest"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.early_variant not in ("rachwan", "demp"):
+            raise ValueError(f"early_variant must be rachwan or demp, got {self.early_variant!r}")
+
+
+class Early(Method):
+    """Prune once the weight-distance trigger fires."""
+
+    def __init__(self, options: EarlyOptions, scorer: Scorer) -> None:
+        self.options, self.scorer = options, scorer
+        self.trigger = EarlyTrigger(options.target, options.early_variant, options.early_deadline)  # type: ignore[arg-type]
+        self.done = False
+
+    def before_training(self, ctx: MethodContext) -> None:
+        """Record the initial weights."""
+        self.trigger.start(ctx.model)
+
+    def epoch_end(self, ctx: MethodContext, epoch: int, step: int) -> None:
+        """Test the trigger; prune when it fires."""
+        if self.done:
+            return
+        if self.trigger.epoch_end(epoch, flat_weights(ctx.model)):
+            prune_iteratively(ctx, self.scorer, self.options.target, self.options.score_batches)
+            ctx.note(f"pruned at the end of epoch {epoch} (step {step})")
+            self.done = True
+
+    def summary_fields(self) -> dict[str, float]:
+        """The target neuron sparsity."""
+        return {"target": self.options.target}
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The trigger's reference weights, distances and threshold, and whether it fired."""
+        t = self.trigger
+        tensors = {"reference": t.reference} if t.reference is not None else {}
+        return tensors, {"done": self.done, "distances": t.distances, "eps": t.eps}
+
+    def load_state_dict(
+        self, tensors: dict[str, torch.Tensor], values: dict[str, Any] | None, step: int
+    ) -> None:
+        """Restore the trigger."""
+        values = values or {}
+        self.trigger.reference = tensors.get("reference")
+        self.trigger.distances = list(values.get("distances", []))
+        self.trigger.eps = values.get("eps")
+        self.done = bool(values.get("done", False))
+
+
+@register_method("earlysnap", options=EarlyOptions, summary="EarlySNAP: SNAP once weights settle")
+def earlysnap(options: EarlyOptions, ctx: MethodContext) -> Method:
+    """EarlySNAP (FACTS §2)."""
+    return Early(options, snap_scores)
+
+
+@register_method("earlycrop-s", options=EarlyOptions, summary="EarlyCroP-S: CroP-S, early")
+def earlycrop_s(options: EarlyOptions, ctx: MethodContext) -> Method:
+    """EarlyCroP-S (FACTS §2)."""
+    return Early(options, crops_scores)
