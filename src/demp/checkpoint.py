@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
-from .ops.rules import has_rule, sync_attributes
+from .ops.rules import LayerRules, has_rule, sync_attributes
 from .ops.slicing import replace_data
 
 FORMAT = "demp-checkpoint"
@@ -331,11 +331,14 @@ def _tensor_shapes(shapes: dict[str, list[int]], weights: dict[str, Any]) -> dic
     return {k: shapes.get(k) for k in weights}
 
 
-def reshape_to(model: nn.Module, shapes: dict[str, list[int]]) -> None:
+def reshape_to(
+    model: nn.Module, shapes: dict[str, list[int]], rules: LayerRules | None = None
+) -> None:
     """Give a model built at its original size the (smaller) shapes of a saved state_dict.
 
     Only entries whose shape differs are touched; Parameter objects are kept and the size
-    attributes of the touched layers (``in_channels``...) are updated.
+    attributes of the touched layers (``in_channels``...) are updated, as the layer table
+    ``rules`` says (default: the built-in one).
 
     Raises:
         CheckpointError: A key the model lacks, or a layer demp cannot reshape.
@@ -343,10 +346,12 @@ def reshape_to(model: nn.Module, shapes: dict[str, list[int]]) -> None:
     missing = sorted(k for k in shapes if k not in current_shapes(model))
     if missing:
         raise CheckpointError(f"the checkpoint has entries the model lacks: {missing[:5]}")
-    _reshape(model, shapes)
+    _reshape(model, shapes, rules)
 
 
-def _reshape(model: nn.Module, shapes: dict[str, list[int]]) -> None:
+def _reshape(
+    model: nn.Module, shapes: dict[str, list[int]], rules: LayerRules | None = None
+) -> None:
     """Validate every change first (a layer demp knows), then reshape."""
     changes = []
     for key, shape in shapes.items():
@@ -355,7 +360,7 @@ def _reshape(model: nn.Module, shapes: dict[str, list[int]]) -> None:
         tensor = getattr(module, name)
         if list(tensor.shape) == shape:
             continue
-        if not has_rule(module):
+        if not has_rule(module, rules):
             raise CheckpointError(
                 f"{key} has shape {list(tensor.shape)} in the model but {shape} in the checkpoint, "
                 f"and {owner or 'the model'} ({type(module).__name__}) is not a layer demp cuts"
@@ -370,4 +375,4 @@ def _reshape(model: nn.Module, shapes: dict[str, list[int]]) -> None:
             module._buffers[name] = new
         touched.add(owner)
     for owner in touched:
-        sync_attributes(model.get_submodule(owner))
+        sync_attributes(model.get_submodule(owner), rules)

@@ -127,7 +127,7 @@ def remove_units(
         key: keep_indices(gone, structure.sizes[key])
         for key, gone in module_cuts(structure, removed).items()
     }
-    apply_cuts(model, cuts, optimizer)
+    apply_cuts(model, cuts, optimizer, rules=structure.rules)
     structure.renumber(removed)
     structure.history.append({n: idx.tolist() for n, idx in removed.items() if idx.numel()})
     return SurgeryReport(

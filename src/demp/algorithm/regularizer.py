@@ -4,7 +4,8 @@
 adds ``lambda_t * p`` (the gradient of ``0.5 * lambda * ||p||^2``). Added to ``.grad`` before
 ``optimizer.step()``, it goes through Adam's preconditioner like a loss term (paper §F.5;
 not decoupled weight decay). Targets: the scales of every normalization layer
-(``"norm_scale"``, the paper's Lasso(gamma)) or every trainable parameter (``"all"``).
+(``"norm_scale"``, the paper's Lasso(gamma); which layers these are is read from the layer
+table, :meth:`demp.ops.rules.LayerRules.scale_types`) or every trainable parameter (``"all"``).
 """
 
 from __future__ import annotations
@@ -14,20 +15,29 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..ops.rules import DEFAULT_RULES, LayerRules
+
 RegKind = Literal["l1", "l2", "off"]
 RegTarget = Literal["norm_scale", "all"]
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
+def regularized_parameters(
+    model: nn.Module, target: RegTarget, rules: LayerRules | None = None
+) -> list[nn.Parameter]:
+    """Return the trainable parameters the regularizer acts on.
 
-def regularized_parameters(model: nn.Module, target: RegTarget) -> list[nn.Parameter]:
-    """Return the trainable parameters the regularizer acts on."""
+    Args:
+        model: The model.
+        target: ``"all"`` trainable parameters, or the ``"norm_scale"`` weights.
+        rules: The layer table whose scale types ``"norm_scale"`` means (default: built-in).
+    """
     if target == "all":
         return [p for p in model.parameters() if p.requires_grad]
+    norms = (DEFAULT_RULES if rules is None else rules).scale_types()
     params = []
     for module in model.modules():
         weight = getattr(module, "weight", None)
-        if isinstance(module, _NORMS) and isinstance(weight, nn.Parameter) and weight.requires_grad:
+        if isinstance(module, norms) and isinstance(weight, nn.Parameter) and weight.requires_grad:
             params.append(weight)
     return params
 

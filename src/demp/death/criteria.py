@@ -24,7 +24,7 @@ from torch import nn
 
 from ..batches import batch_size, call_model, device_dtype, eval_mode, iterate_probe, to_device
 from ..errors import DempError, ProbeError
-from ..ops.rules import side_size
+from ..ops.rules import LayerRules, side_size
 from ..structure import Structure, StructureOptions, build_checked_structure
 from .monitor import ActivationMonitor
 
@@ -125,6 +125,7 @@ def find_dead(
     allow_inexact_norm: bool = False,
     verify: bool = True,
     sync: Callable[[torch.Tensor], None] | None = None,
+    rules: LayerRules | None = None,
 ) -> DeadUnits:
     """Find the dead units of every prunable channel group. Changes nothing.
 
@@ -147,6 +148,8 @@ def find_dead(
         sync: Called in place on every statistics tensor, in the same order on every
             process, before deciding (e.g. an all-reduce with MAX so that all DDP ranks
             decide the same dead set from their own probe shards).
+        rules: When building the structure, the layer table (:mod:`demp.ops.rules`) saying
+            which layer types can be cut and how (default: the built-in one).
 
     Returns:
         A :class:`DeadUnits`.
@@ -159,18 +162,18 @@ def find_dead(
         raise DempError(f"eps must be >= 0, got {eps}")
     device, dtype = device_dtype(model)
     if structure is None:
-        options = StructureOptions.of(ignored_layers, allow_inexact_norm, verify)
+        options = StructureOptions.of(ignored_layers, allow_inexact_norm, verify, rules)
         structure = build_checked_structure(model, probe, options)
     else:
         structure.check_matches(model)
     consumers = {s.path for g in structure.groups.values() for s in g.consumers}
-    seen = 0
-    with eval_mode(model), ActivationMonitor(model, consumers) as monitor, torch.no_grad():
+    seen, monitor = 0, ActivationMonitor(model, consumers, structure.rules)
+    with eval_mode(model), monitor, torch.no_grad():
         for batch in iterate_probe(probe, max_examples):
             seen += _run(model, to_device(batch, device, dtype))
     stats = monitor.max_val if criterion == "nonpositive" else monitor.max_abs
     if sync is not None:
-        stats = _synced(model, sorted(consumers), stats, sync)
+        stats = _synced(model, sorted(consumers), stats, sync, structure.rules)
     groups = {n: _group_death(g, stats, eps) for n, g in structure.groups.items()}
     return DeadUnits(groups, dict(structure.skipped), structure, criterion, eps, seen)
 
@@ -180,6 +183,7 @@ def _synced(
     paths: list[str],
     stats: dict[str, torch.Tensor],
     sync: Callable[[torch.Tensor], None],
+    rules: LayerRules,
 ) -> dict[str, torch.Tensor]:
     """Apply ``sync`` to each consumer's statistics; a consumer never called counts as +inf."""
     out = {}
@@ -188,7 +192,7 @@ def _synced(
         if tensor is None:
             module = model.get_submodule(path)
             device = next(module.parameters()).device
-            tensor = torch.full((side_size(module, "in"),), float("inf"), device=device)
+            tensor = torch.full((side_size(module, "in", rules),), float("inf"), device=device)
         sync(tensor)
         out[path] = tensor
     return out

@@ -3,7 +3,8 @@
 :class:`ActivationMonitor` is a context manager: on entry it adds a forward pre-hook to
 every consumer layer, on exit it removes them. Each hook keeps, per input feature, the
 largest ``|x|`` and the largest ``x`` seen, reduced over the batch and every
-spatial/token dimension (a conv's features are its dim 1, a linear layer's its last dim).
+spatial/token dimension (a conv's features are its dim 1, a linear layer's its last dim:
+the ``feature_dim`` of the layer's row in :mod:`demp.ops.rules`).
 Statistics live here, never on the user's modules.
 """
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ProbeError
+from ..ops.rules import LayerRules, feature_dim
 
 
 class ActivationMonitor:
@@ -29,12 +31,17 @@ class ActivationMonitor:
     Args:
         model: The model whose layers are watched.
         paths: Dotted paths of the conv/linear layers to watch (on their input side).
+        rules: The layer table that says where each layer's input features are (default:
+            the built-in one).
 
     """
 
-    def __init__(self, model: nn.Module, paths: Iterable[str]) -> None:
+    def __init__(
+        self, model: nn.Module, paths: Iterable[str], rules: LayerRules | None = None
+    ) -> None:
         self.model = model
         self.paths = sorted(set(paths))
+        self.rules = rules
         self.max_abs: dict[str, torch.Tensor] = {}
         self.max_val: dict[str, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -63,7 +70,7 @@ class ActivationMonitor:
         self._handles.clear()
 
     def _hook(self, path: str, module: nn.Module):  # noqa: ANN202 - torch hook signature
-        feature_dim = -1 if isinstance(module, nn.Linear) else 1
+        dim = feature_dim(module, self.rules)
 
         def hook(_module: nn.Module, args: tuple) -> None:
             if not args or not isinstance(args[0], torch.Tensor):
@@ -71,7 +78,7 @@ class ActivationMonitor:
             with torch.no_grad():
                 x = args[0].detach()
                 x = x.unsqueeze(0) if x.ndim == 1 else x  # amax over no dims reduces all
-                dims = [d for d in range(x.ndim) if d != feature_dim % x.ndim]
+                dims = [d for d in range(x.ndim) if d != dim % x.ndim]
                 top, bottom = x.amax(dims), x.amin(dims)  # no copy of the activation
                 self._update(path, torch.maximum(top, bottom.neg()), top)
 

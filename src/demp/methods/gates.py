@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..ops.rules import feature_dim
 from ..structure.groups import Structure
 
 
@@ -32,7 +33,7 @@ def node_gates(model: nn.Module, structure: Structure) -> Iterator[dict[str, tor
     handles = []
     for path, parts in per_consumer.items():
         module = model.get_submodule(path)
-        dim = -1 if isinstance(module, nn.Linear) else 1
+        dim = feature_dim(module, structure.rules)
         handles.append(module.register_forward_pre_hook(_hook(parts, gates, dim)))
     try:
         yield gates

@@ -14,6 +14,7 @@ from torch import nn
 
 from .optim_state import sliced_state
 from .rules import Side, sync_attributes, tensors_on_side
+from .table import LayerRules
 
 
 def apply_cuts(
@@ -22,17 +23,20 @@ def apply_cuts(
     optimizer: torch.optim.Optimizer | None = None,
     *,
     trial: bool = False,
+    rules: LayerRules | None = None,
 ) -> None:
     """Slice the modules (and optimizer state) named in ``cuts``: (path, side) -> kept indices.
 
     Every new tensor is computed first; assignment starts only once all succeeded.
     ``trial=True`` (a cut undone before any backward, see :mod:`demp.structure.verify`) leaves
     autograd's cached gradient accumulators alone, so hooks on them (DDP's) survive.
+    ``rules`` is the layer table saying which tensors each module slices (default: the
+    built-in one; a structure carries the table it was built with).
     """
     per_tensor: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = {}
     for (path, side), keep in cuts.items():
         module = model.get_submodule(path)
-        for name, dim in tensors_on_side(module, side):
+        for name, dim in tensors_on_side(module, side, rules):
             per_tensor.setdefault((path, name), []).append((dim, keep))
     staged = []
     for (path, name), dims in per_tensor.items():
@@ -57,7 +61,7 @@ def apply_cuts(
         else:
             module._buffers[name] = data
     for path in {p for p, _ in cuts}:
-        sync_attributes(model.get_submodule(path))
+        sync_attributes(model.get_submodule(path), rules)
 
 
 def replace_data(param: nn.Parameter, data: torch.Tensor) -> None:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..batches import device_dtype, first_batch, to_device
 from ..errors import DempError, ProbeError
+from ..ops.rules import DEFAULT_RULES, LayerRules
 from .groups import Structure
 from .trace import build_structure
 from .verify import verify_groups
@@ -31,11 +32,14 @@ class StructureOptions:
         allow_inexact_norm: Accept LayerNorm / single-group GroupNorm over the channels
             (their statistics change when a channel goes: removal is then approximate).
         verify: Trial-cut one unit of every group and skip the groups whose cut is not exact.
+        rules: The layer table (:mod:`demp.ops.rules`): which layer types can be cut and
+            how. ``DEFAULT_RULES.with_rule(row)`` adds a layer type; the structure keeps it.
     """
 
     ignored_layers: tuple[nn.Module | str, ...] = ()
     allow_inexact_norm: bool = False
     verify: bool = True
+    rules: LayerRules = DEFAULT_RULES
 
     @classmethod
     def of(
@@ -43,9 +47,11 @@ class StructureOptions:
         ignored_layers: Iterable[nn.Module | str] = (),
         allow_inexact_norm: bool = False,
         verify: bool = True,
+        rules: LayerRules | None = None,
     ) -> StructureOptions:
-        """Build options from any iterable of ignored layers."""
-        return cls(tuple(ignored_layers), bool(allow_inexact_norm), bool(verify))
+        """Build options from any iterable of ignored layers (``rules``: None for the default)."""
+        rules = DEFAULT_RULES if rules is None else rules
+        return cls(tuple(ignored_layers), bool(allow_inexact_norm), bool(verify), rules)
 
 
 def build_checked_structure(
@@ -72,7 +78,7 @@ def build_checked_structure(
     example = to_device(first_batch(probe), device, dtype)
     try:
         structure = build_structure(
-            model, example, options.ignored_layers, options.allow_inexact_norm
+            model, example, options.ignored_layers, options.allow_inexact_norm, options.rules
         )
     except (RuntimeError, TypeError, IndexError) as err:
         raise ProbeError(f"could not trace the model on the probe's first batch: {err}") from err

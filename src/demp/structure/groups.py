@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import StaleStructureError, UnsupportedGroupError
-from ..ops.rules import Side, side_size
+from ..ops.rules import DEFAULT_RULES, LayerRules, Side, side_size
 
 Role = Literal["producer", "consumer", "norm", "depthwise"]
 
@@ -73,6 +73,8 @@ class Structure:
         sizes: Expected size of each ``(path, side)`` the groups touch, to detect staleness.
         history: One entry per removal made through this structure: group name -> removed
             unit indices (numbered as at that removal).
+        rules: The layer table the structure was built with; every later size check and
+            cut of its modules reads the same rows.
 
     """
 
@@ -81,6 +83,7 @@ class Structure:
     output_layers: list[str] = field(default_factory=list)
     sizes: dict[tuple[str, Side], int] = field(default_factory=dict)
     history: list[dict[str, list[int]]] = field(default_factory=list)
+    rules: LayerRules = field(default=DEFAULT_RULES, repr=False, compare=False)
 
     @property
     def num_units(self) -> int:
@@ -109,7 +112,7 @@ class Structure:
             module = modules.get(path)
             if module is None:
                 raise StaleStructureError(f"module {path!r} is not in the model")
-            now = side_size(module, side)
+            now = side_size(module, side, self.rules)
             if now != size:
                 raise StaleStructureError(
                     f"{path} has {now} {side}put channels but the structure expects {size}: "

@@ -5,22 +5,28 @@ alone and turns each group into plain data, checking it against what demp can cu
 exactly: every module in the group has a surgery rule, every operation between them is
 channel-wise, and every index mapping is consistent. The graph (and the autograd graph it
 holds) is dropped before returning. Training/eval mode and grad mode are restored.
+
+Which layers exist is read from the layer table (:mod:`demp.ops.rules`). Torch-Pruning keeps
+its own pruners for the types it knows (conv, linear, the norms: its depthwise, grouped and
+LayerNorm handling stays as it was); a row whose type it does not know gets a generated
+``customized_pruner`` (sizes from the row, in and out coupled for a norm row), so that
+Torch-Pruning traces it as a layer instead of an unknown op with a bare parameter.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..batches import Batch, call_model, kept_modes
-from ..ops.rules import is_depthwise, side_size, unsupported_reason
+from ..ops.rules import DEFAULT_RULES, LayerRule, LayerRules, side_size, unsupported_reason
 from .groups import ChannelGroup, Role, Slot, Structure
-
-ROOT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 # Autograd ops that act on each channel separately (or only reduce/reshape other dims).
 # Anything else inside a group makes it refused; the trial cut (structure.verify) is the last gate.
@@ -41,6 +47,7 @@ def build_structure(
     example: Batch,
     ignored_layers: Iterable[nn.Module | str] = (),
     allow_inexact_norm: bool = False,
+    rules: LayerRules | None = None,
 ) -> Structure:
     """Trace ``model`` on ``example`` and return its channel groups.
 
@@ -50,6 +57,8 @@ def build_structure(
         ignored_layers: Modules (or dotted paths) whose outputs are never cut, added to the
             output layers found automatically. Their inputs may still be cut.
         allow_inexact_norm: Accept LayerNorm / single-group GroupNorm over the channels.
+        rules: The layer table (default: :data:`demp.ops.rules.DEFAULT_RULES`); the
+            structure keeps it.
 
     Returns:
         The structure, with every group that cannot be cut listed in ``skipped``.
@@ -57,16 +66,22 @@ def build_structure(
     """
     import torch_pruning as tp  # heavy import, kept out of `import demp`
 
+    rules = DEFAULT_RULES if rules is None else rules
     paths = {m: p for p, m in model.named_modules()}
-    inner = _InnerOps(model)
+    inner = _InnerOps(model, rules)
     try:
         with kept_modes(model), torch.enable_grad():
             graph = tp.DependencyGraph().build_dependency(
-                model, example_inputs=example, forward_fn=inner.forward, verbose=False
+                model,
+                example_inputs=example,
+                forward_fn=inner.forward,
+                customized_pruners=_customized_pruners(tp, model, rules),
+                verbose=False,
             )
-            outputs = _output_layers(graph, paths)
+            outputs = _output_layers(graph, paths, rules)
             ignored = set(outputs) | {_path_of(x, paths) for x in ignored_layers}
-            structure = _collect_groups(model, graph, paths, ignored, allow_inexact_norm, inner.ops)
+            context = _Context(paths, ignored, allow_inexact_norm, inner.ops, rules)
+            structure = _collect_groups(model, graph, context)
             structure.output_layers = sorted(outputs)
     finally:
         if "graph" in locals():
@@ -84,15 +99,72 @@ def _release(graph: Any) -> None:
     graph.module2node.clear()
 
 
+def _customized_pruners(tp: Any, model: nn.Module, rules: LayerRules) -> dict[type, Any]:
+    """Generated Torch-Pruning pruners for the model's row types that it does not know.
+
+    Torch-Pruning only reads sizes from them and uses their methods as labels of the
+    dependencies (a norm row's in/out methods are one, which couples its two sides); demp
+    never lets it prune. Types it knows keep its own pruners.
+    """
+    root, norm = _pruner_classes(tp.pruner.function.BasePruningFunc)
+    found: dict[type, Any] = {}
+    for module in model.modules():
+        row = rules.rule_for(module)
+        if row is None or type(module) in found:
+            continue
+        if tp.ops.module2type(module) == tp.ops.OPTYPE.ELEMENTWISE:  # unknown to it
+            found[type(module)] = (root if row.kind == "root" else norm)(row)
+    return found
+
+
+@functools.cache
+def _pruner_classes(base: type) -> tuple[type, type]:
+    """Torch-Pruning pruner classes that read a :class:`LayerRule` (made once, lazily)."""
+
+    class RulePruner(base):
+        def __init__(self, rule: LayerRule) -> None:
+            super().__init__()
+            self.rule = rule
+
+        def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+            raise NotImplementedError("demp cuts layers with its own surgery")
+
+        def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+            raise NotImplementedError("demp cuts layers with its own surgery")
+
+        def get_out_channels(self, layer: nn.Module) -> int:
+            return self.rule.size(layer, "out")
+
+        def get_in_channels(self, layer: nn.Module) -> int:
+            return self.rule.size(layer, "in")
+
+    class CoupledPruner(RulePruner):
+        prune_in_channels = RulePruner.prune_out_channels  # in and out are one dimension
+
+    return RulePruner, CoupledPruner
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What turning Torch-Pruning groups into channel groups needs besides the graph."""
+
+    paths: dict[nn.Module, str]
+    ignored: set[str]
+    allow_inexact_norm: bool
+    inner_ops: set[int]
+    rules: LayerRules
+
+
 class _InnerOps:
-    """Run the traced forward while noting the autograd ops inside each conv/linear call.
+    """Run the traced forward while noting the autograd ops inside each root (conv/linear) call.
 
     A linear layer on a 3-D input shows up as view/addmm/view ops; those are the layer's
     own, not operations between layers, and must not make its group look uncuttable.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, rules: LayerRules) -> None:
         self.model = model
+        self.rules = rules
         self.ops: set[int] = set()
         self._inputs: dict[nn.Module, set[Any]] = {}
         self._keep: list[Any] = []  # grad_fns stay alive while the graph is built
@@ -100,7 +172,7 @@ class _InnerOps:
     def forward(self, model: nn.Module, example: Batch) -> Any:
         handles = []
         for module in model.modules():
-            if isinstance(module, ROOT_TYPES):
+            if self.rules.kind_of(module) == "root":
                 handles.append(module.register_forward_pre_hook(self._pre))
                 handles.append(module.register_forward_hook(self._post))
         try:
@@ -136,7 +208,7 @@ def _path_of(item: nn.Module | str, paths: dict[nn.Module, str]) -> str:
     return paths[item]
 
 
-def _output_layers(graph: Any, paths: dict[nn.Module, str]) -> list[str]:
+def _output_layers(graph: Any, paths: dict[nn.Module, str], rules: LayerRules) -> list[str]:
     """Find conv/linear layers whose outputs reach the model output through no other layer."""
     sinks = [n for n in graph.module2node.values() if not n.outputs]
     found, stack, seen = set(), list(sinks), set()
@@ -145,25 +217,18 @@ def _output_layers(graph: Any, paths: dict[nn.Module, str]) -> list[str]:
         if node in seen:
             continue
         seen.add(node)
-        if isinstance(node.module, ROOT_TYPES):
+        if isinstance(node.module, nn.Module) and rules.kind_of(node.module) == "root":
             found.add(paths[node.module])
             continue
         stack.extend(node.inputs)
     return sorted(found)
 
 
-def _collect_groups(
-    model: nn.Module,
-    graph: Any,
-    paths: dict[nn.Module, str],
-    ignored: set[str],
-    allow_inexact_norm: bool,
-    inner_ops: set[int],
-) -> Structure:
-    structure = Structure(groups={})
+def _collect_groups(model: nn.Module, graph: Any, context: _Context) -> Structure:
+    structure = Structure(groups={}, rules=context.rules)
     covered: set[nn.Module] = set()
     for path, module in model.named_modules():
-        if not isinstance(module, ROOT_TYPES) or module in covered:
+        if context.rules.kind_of(module) != "root" or module in covered:
             continue
         if module not in graph.module2node:
             continue  # never called in the traced forward
@@ -175,7 +240,7 @@ def _collect_groups(
                 target = item.dep.target.module
                 if isinstance(target, nn.Module):
                     covered.add(target)
-        result = _convert(path, width, group, graph, paths, ignored, allow_inexact_norm, inner_ops)
+        result = _convert(path, width, group, graph, context)
         if isinstance(result, str):
             structure.skipped[path] = result
         else:
@@ -183,21 +248,15 @@ def _collect_groups(
     for group in structure.groups.values():
         for slot in group.slots:
             module = model.get_submodule(slot.path)
-            structure.sizes[(slot.path, slot.side)] = side_size(module, slot.side)
+            structure.sizes[(slot.path, slot.side)] = side_size(module, slot.side, context.rules)
     return structure
 
 
 def _convert(
-    name: str,
-    width: int,
-    group: Any,
-    graph: Any,
-    paths: dict[nn.Module, str],
-    ignored: set[str],
-    allow_inexact_norm: bool,
-    inner_ops: set[int],
+    name: str, width: int, group: Any, graph: Any, context: _Context
 ) -> ChannelGroup | str:
     """Turn a Torch-Pruning group into a ChannelGroup, or return why it cannot be cut."""
+    paths, ignored, rules = context.paths, context.ignored, context.rules
     if name in ignored:
         return f"{name} is an output layer or ignored: its outputs are kept"
     pieces: dict[tuple[str, Role], tuple[list[int], list[int]]] = {}
@@ -205,15 +264,19 @@ def _convert(
         target = item.dep.target
         module = target.module
         if not isinstance(module, nn.Module) or module not in paths:
-            reason = None if id(target.grad_fn) in inner_ops else _op_reason(target, module)
+            inner = id(target.grad_fn) in context.inner_ops
+            reason = None if inner else _op_reason(target, module)
+            if reason and isinstance(module, nn.Parameter):
+                reason += _owner_note(graph.model, module, rules)
             if reason:
                 return reason
             continue
         path = paths[module]
-        reason = unsupported_reason(module, path, allow_inexact_norm)
+        reason = unsupported_reason(module, path, context.allow_inexact_norm, rules)
         if reason:
             return reason
-        role = _role(module, graph.is_out_channel_pruning_fn(item.dep.handler))
+        out_side = graph.is_out_channel_pruning_fn(item.dep.handler)
+        role = _role(rules.require(module), module, out_side)
         if role != "consumer" and path in ignored:
             return f"cutting these channels would cut the outputs of {path} (output or ignored)"
         idxs, roots = pieces.setdefault((path, role), ([], []))
@@ -222,7 +285,8 @@ def _convert(
     slots = []
     for (path, role), (idxs, roots) in pieces.items():
         index = _index_table(idxs, roots, width)
-        size = side_size(graph.model.get_submodule(path), "in" if role == "consumer" else "out")
+        module = graph.model.get_submodule(path)
+        size = side_size(module, "in" if role == "consumer" else "out", rules)
         if index is None or int(index.max()) >= size or (role != "consumer" and index.shape[1] > 1):
             return f"the channel index mapping at {path} is inconsistent (could not trace it)"
         slots.append(Slot(path=path, role=role, index=index))
@@ -231,12 +295,12 @@ def _convert(
     return ChannelGroup(name=name, width=width, slots=slots)
 
 
-def _role(module: nn.Module, out_side: bool) -> Role:
-    if isinstance(module, ROOT_TYPES):
-        if is_depthwise(module):
-            return "depthwise"
-        return "producer" if out_side else "consumer"
-    return "norm"
+def _role(row: LayerRule, module: nn.Module, out_side: bool) -> Role:
+    if row.kind == "norm":
+        return "norm"
+    if row.depthwise(module):
+        return "depthwise"
+    return "producer" if out_side else "consumer"
 
 
 def _op_reason(node: Any, module: Any) -> str | None:
@@ -256,6 +320,19 @@ def _op_reason(node: Any, module: Any) -> str | None:
     if kind == "_OutputOp":
         return "these channels reach the model output"
     return f"operation {kind.strip('_')} is not supported inside a channel group"
+
+
+def _owner_note(model: nn.Module, param: nn.Parameter, rules: LayerRules) -> str:
+    """Name a bare parameter's module, and say so when its layer type has no rule."""
+    for path, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if p is param:
+                kind = type(module).__name__
+                if rules.rule_for(module) is not None:
+                    return f" ({path}.{name})" if path else f" ({name})"
+                where = f"{path} ({kind})" if path else kind
+                return f" ({where}: no row of the layer table covers {kind})"
+    return ""
 
 
 def _index_table(idxs: list[int], roots: list[int], width: int) -> torch.Tensor | None:

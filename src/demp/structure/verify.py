@@ -18,13 +18,9 @@ import torch
 from torch import nn
 
 from ..batches import Batch, call_model, eval_mode
+from ..ops.rules import LayerRules
 from ..ops.slicing import apply_cuts
 from .groups import ChannelGroup, Structure, keep_indices, module_cuts
-
-_SIZE_ATTRS = (
-    "in_features", "out_features", "in_channels", "out_channels", "groups",
-    "num_features", "num_channels", "num_groups", "normalized_shape",
-)  # fmt: skip
 
 
 def verify_groups(model: nn.Module, structure: Structure, example: Batch, exact: bool) -> None:
@@ -42,7 +38,11 @@ def verify_groups(model: nn.Module, structure: Structure, example: Batch, exact:
     """
     with eval_mode(model), torch.no_grad():
         names = [n for n, g in structure.groups.items() if g.width >= 2]
-        loose = {n for n in names if not exact and _has_inexact_norm(model, structure.groups[n])}
+        loose = {
+            n
+            for n in names
+            if not exact and _has_inexact_norm(model, structure.groups[n], structure.rules)
+        }
         _bisect(model, structure, [n for n in names if n not in loose], example, True)
         _bisect(model, structure, sorted(loose), example, False)
 
@@ -64,11 +64,9 @@ def _bisect(
     _bisect(model, structure, names[half:], example, compare)
 
 
-def _has_inexact_norm(model: nn.Module, group: ChannelGroup) -> bool:
+def _has_inexact_norm(model: nn.Module, group: ChannelGroup, rules: LayerRules) -> bool:
     return any(
-        isinstance(model.get_submodule(s.path), (nn.LayerNorm, nn.GroupNorm))
-        for s in group.slots
-        if s.role == "norm"
+        rules.require(model.get_submodule(s.path)).inexact for s in group.slots if s.role == "norm"
     )
 
 
@@ -77,15 +75,16 @@ def _trial(
 ) -> str | None:
     """Cut the middle unit of each named group at once; say what went wrong, if anything."""
     units = {n: torch.tensor([structure.groups[n].width // 2]) for n in names}
-    with _zeroed(model, [structure.groups[n] for n in names], units):
+    rules = structure.rules
+    with _zeroed(model, [structure.groups[n] for n in names], units, rules):
         reference = _flatten(call_model(model, example))
     cuts = {
         key: keep_indices(gone, structure.sizes[key])
         for key, gone in module_cuts(structure, units).items()
     }
-    with _restored(model, {path for path, _ in cuts}):
+    with _restored(model, {path for path, _ in cuts}, rules):
         try:
-            apply_cuts(model, cuts, trial=True)
+            apply_cuts(model, cuts, trial=True, rules=rules)
             result = _flatten(call_model(model, example))
         except Exception as err:  # noqa: BLE001 - any failure means "cannot cut"
             return f"a trial cut of one unit made the model fail ({type(err).__name__}: {err})"
@@ -115,7 +114,10 @@ def _flatten(output: Any) -> list[torch.Tensor]:
 
 @contextmanager
 def _zeroed(
-    model: nn.Module, groups: list[ChannelGroup], units: dict[str, torch.Tensor]
+    model: nn.Module,
+    groups: list[ChannelGroup],
+    units: dict[str, torch.Tensor],
+    rules: LayerRules,
 ) -> Iterator[None]:
     """Zero the given units at the input of every consumer, with forward pre-hooks."""
     per_module: dict[str, list[torch.Tensor]] = {}
@@ -125,7 +127,7 @@ def _zeroed(
     handles = []
     for path, parts in per_module.items():
         module = model.get_submodule(path)
-        dim = -1 if isinstance(module, nn.Linear) else 1
+        dim = rules.require(module).feature_dim
         index = torch.cat(parts)
 
         def hook(_m: nn.Module, args: tuple, dim: int = dim, index: torch.Tensor = index) -> tuple:
@@ -141,14 +143,15 @@ def _zeroed(
 
 
 @contextmanager
-def _restored(model: nn.Module, paths: set[str]) -> Iterator[None]:
-    """Put back every tensor and size attribute of the given modules on exit."""
+def _restored(model: nn.Module, paths: set[str], rules: LayerRules) -> Iterator[None]:
+    """Put back every tensor and size attribute (any row's, see the rules) of the given modules."""
+    names = rules.size_attributes()
     saved = []
     for path in paths:
         module = model.get_submodule(path)
         params = {n: (p, p.data, p.grad) for n, p in module._parameters.items() if p is not None}
         buffers = dict(module._buffers)
-        attrs = {a: getattr(module, a) for a in _SIZE_ATTRS if hasattr(module, a)}
+        attrs = {a: getattr(module, a) for a in names if hasattr(module, a)}
         saved.append((module, params, buffers, attrs))
     try:
         yield
