@@ -1,5 +1,7 @@
-"""Dataset loaders on small files the tests write; clear errors for missing/corrupt data."""
+"""Dataset loaders on small files the tests write; clear errors for missing/corrupt data;
+the registry: every registered dataset meets the contract, toys can be added and removed."""
 
+import argparse
 import gzip
 import pickle
 
@@ -8,7 +10,15 @@ import pytest
 import torch
 
 import demp
-from demp.experiments.data import load_dataset
+from demp.experiments.cli.options import add_train_options
+from demp.experiments.data import (
+    DATASETS,
+    DataBundle,
+    DataMissing,
+    RawData,
+    load_dataset,
+    register_dataset,
+)
 from demp.experiments.data.augment import crop_flip
 from demp.experiments.data.idx import read_idx
 
@@ -42,15 +52,16 @@ def test_idx_dataset_loads_and_normalizes(tmp_path, gz):
 
 
 def test_idx_errors_name_the_file_and_how_to_get_it(tmp_path):
-    with pytest.raises(demp.DempError, match="train-images-idx3-ubyte.*dataset-fashion-mnist"):
+    with pytest.raises(DataMissing, match="train-images-idx3-ubyte.*dataset-fashion-mnist"):
         load_dataset("fashion-mnist", tmp_path)
     with pytest.raises(demp.DempError, match="setup-data.sh"):
         load_dataset("mnist", tmp_path)
     write_mnist_like(tmp_path, gz=False)
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-7])
-    with pytest.raises(demp.DempError, match="truncated or corrupted"):
+    with pytest.raises(demp.DempError, match="truncated or corrupted") as err:
         load_dataset("mnist", tmp_path)
+    assert not isinstance(err.value, DataMissing)  # corrupted files are not "absent"
     path.write_bytes(b"\x01\x02\x03\x04hello")
     with pytest.raises(demp.DempError, match="bad magic"):
         read_idx(path)
@@ -80,7 +91,7 @@ def test_cifar_folder_loads_with_augmentation(tmp_path):
 
 
 def test_cifar_refuses_pickled_code_and_explains_absence(tmp_path):
-    with pytest.raises(demp.DempError, match="cannot be downloaded here"):
+    with pytest.raises(DataMissing, match="cannot be downloaded here"):
         load_dataset("cifar10", tmp_path)
     root = write_cifar(tmp_path)
 
@@ -91,7 +102,7 @@ def test_cifar_refuses_pickled_code_and_explains_absence(tmp_path):
     (root / "test_batch").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
     with pytest.raises(demp.DempError, match="refusing to load builtins.print"):
         load_dataset("cifar10", tmp_path)
-    with pytest.raises(demp.DempError, match="needs --data-dir"):
+    with pytest.raises(DataMissing, match="needs --data-dir"):
         load_dataset("cifar10")
 
 
@@ -104,7 +115,7 @@ def test_mnist1d_is_generated_locally():
 def test_synthetic_and_unknown():
     data = load_dataset("synthetic", train_size=64, test_size=16)
     assert data.train_x.shape == (64, 1, 12, 12) and data.test_x.shape == (16, 1, 12, 12)
-    with pytest.raises(demp.DempError, match="unknown dataset"):
+    with pytest.raises(demp.DempError, match="unknown dataset 'imagenet'.*mnist1d.*synthetic"):
         load_dataset("imagenet")
 
 
@@ -123,3 +134,102 @@ def test_crop_flip_keeps_shape_and_content():
     assert out.shape == x.shape
     g = torch.Generator().manual_seed(0)
     assert torch.equal(crop_flip(x, g, pad=0).flip(-1).sort(-1)[0], x.sort(-1)[0])
+
+
+# -- the registry -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_every_registered_dataset_meets_the_contract(name):
+    spec = DATASETS[name]
+    assert spec.name == name and spec.description and "\n" not in spec.description
+    try:
+        data = load_dataset(name, train_size=64, test_size=32, seed=1)
+    except DataMissing as err:
+        if not spec.needs_files:
+            raise  # generated datasets load on every machine
+        pytest.skip(f"{name}: its files are absent on this machine ({err})")
+    check_contract(data, name, 64, 32)
+
+
+def check_contract(data, name, n_train, n_test):
+    assert isinstance(data, DataBundle) and data.name == name
+    shape = data.input_shape
+    assert len(shape) >= 2 and data.in_channels == shape[0]
+    assert data.train_x.shape == (n_train, *shape) and data.train_y.shape == (n_train,)
+    assert data.test_x.shape == (n_test, *shape) and data.test_y.shape == (n_test,)
+    assert data.train_x.dtype == data.test_x.dtype == torch.float32
+    assert data.train_y.dtype == data.test_y.dtype == torch.int64
+    assert torch.isfinite(data.train_x).all() and torch.isfinite(data.test_x).all()
+    dims = [0, *range(2, data.train_x.ndim)]  # normalized per channel on the training set
+    assert data.train_x.mean(dims).abs().max() < 1e-4
+    assert (data.train_x.std(dims) - 1).abs().max() < 1e-3
+    assert data.test_x.mean(dims).abs().max() < 1.0  # same statistics, so near 0 too
+    assert data.num_classes >= 2
+    for y in (data.train_y, data.test_y):
+        assert 0 <= int(y.min()) and int(y.max()) < data.num_classes
+    x, y = next(data.batches(4, epoch=0, seed=0))
+    assert x.shape == (4, *shape) and y.shape == (4,) and data.steps_per_epoch(4) == n_train // 4
+    assert torch.equal(data.probe(4), data.train_x[:4])
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "mnist", "cifar10"])
+def test_file_datasets_meet_the_contract_on_files_the_test_writes(tmp_path, name):
+    write_cifar(tmp_path) if name == "cifar10" else write_mnist_like(tmp_path)
+    check_contract(load_dataset(name, tmp_path, train_size=16, test_size=4), name, 16, 4)
+
+
+def load_toy(data_dir, train_size, test_size, seed):
+    x = torch.arange(2.0).repeat_interleave(8).reshape(16, 1, 1, 1).expand(16, 1, 2, 2)
+    return RawData(x, torch.arange(2).repeat_interleave(8), x[:4], torch.zeros(4, dtype=torch.long))
+
+
+@pytest.fixture
+def toy_dataset():
+    """Register ``toy`` for one test; unregistered after it, pass or fail."""
+    register_dataset("toy", "two constant classes, 1x2x2 (a test registers it)")(load_toy)
+    yield "toy"
+    if "toy" in DATASETS:  # the test may have removed it itself
+        DATASETS.unregister("toy")
+
+
+def dataset_choices():
+    parser = argparse.ArgumentParser()
+    add_train_options(parser)
+    return next(a.choices for a in parser._actions if a.dest == "dataset")
+
+
+def test_a_registered_dataset_loads_and_is_a_cli_choice(toy_dataset):
+    data = load_dataset(toy_dataset, train_size=8)
+    assert data.train_x.shape == (8, 1, 2, 2) and data.num_classes == 2
+    assert data.test_x.shape == (4, 1, 2, 2)
+    assert "toy" in dataset_choices() and "toy: two constant" in DATASETS.describe()
+    parser = argparse.ArgumentParser()
+    add_train_options(parser)
+    assert parser.parse_args(["--dataset", "toy"]).dataset == "toy"
+    assert "toy" in parser.format_help()
+    with pytest.raises(demp.DempError, match="'toy' is already registered"):
+        register_dataset("toy", "again")(load_toy)
+
+
+def test_unregistered_datasets_are_gone_everywhere(toy_dataset):
+    assert DATASETS.unregister(toy_dataset).loader is load_toy
+    assert "toy" not in DATASETS and "toy" not in dataset_choices()
+    with pytest.raises(demp.DempError, match="unknown dataset 'toy'; registered datasets: "):
+        load_dataset("toy")
+    with pytest.raises(demp.DempError, match="unknown dataset"):
+        DATASETS.unregister("toy")
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_train_options(parser)
+    with pytest.raises(argparse.ArgumentError, match="invalid choice"):
+        parser.parse_args(["--dataset", "toy"])
+
+
+def test_builtin_datasets_and_bad_registrations():
+    assert {"fashion-mnist", "mnist", "mnist1d", "cifar10", "synthetic"} <= set(DATASETS)
+    assert not DATASETS["synthetic"].needs_files and DATASETS["cifar10"].needs_files
+    with pytest.raises(demp.DempError, match="one non-empty line"):
+        register_dataset("toy3", "two\nlines")
+    with pytest.raises(demp.DempError, match="invalid dataset name"):
+        register_dataset(" ", "blank")
+    assert "toy3" not in DATASETS

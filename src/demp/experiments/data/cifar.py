@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from ...errors import DempError
+from .augment import crop_flip
+from .registry import DataMissing, RawData, register_dataset
 
 HOW_TO_GET = (
     "CIFAR-10 cannot be downloaded here: copy the python version "
@@ -61,8 +63,23 @@ def load_cifar10(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     missing = [n for n in names if not (root / n).is_file()]
     if missing:
-        raise DempError(f"CIFAR-10: {missing[0]} not found in {root}. {HOW_TO_GET}")
+        raise DataMissing(f"CIFAR-10: {missing[0]} not found in {root}. {HOW_TO_GET}")
     parts = [_read_batch(root / n) for n in names]
     data = np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32)
     x = torch.from_numpy(data.astype(np.float32) / 255.0)
     return x, torch.from_numpy(np.concatenate([p[1] for p in parts]))
+
+
+@register_dataset(
+    "cifar10",
+    "CIFAR-10, 32x32 colour images, 10 classes, crop + flip (a local folder: --data-dir)",
+    needs_files=True,
+)
+def load_cifar10_dataset(
+    data_dir: Path | None, train_size: int | None, test_size: int | None, seed: int
+) -> RawData:
+    """CIFAR-10 from ``data_dir`` (no default place), with the crop + flip augmentation."""
+    if data_dir is None:
+        raise DataMissing(f"cifar10 needs --data-dir (a torchvision-format folder). {HOW_TO_GET}")
+    (tx, ty), (vx, vy) = (load_cifar10(data_dir, split) for split in ("train", "test"))
+    return RawData(tx, ty, vx, vy, num_classes=10, augment=crop_flip)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ...errors import DempError
+from .registry import DataMissing, RawData, register_dataset
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_DIR = Path("data/mnist")
@@ -73,7 +74,7 @@ def load_idx_split(name: str, folder: Path, split: str) -> tuple[torch.Tensor, t
     paths = [find_file(folder, images_stem), find_file(folder, labels_stem)]
     if None in paths:
         missing = images_stem if paths[0] is None else labels_stem
-        raise DempError(
+        raise DataMissing(
             f"{name}: {missing}(.gz) not found in {folder}; to get it, {HOW_TO_GET[name]}"
         )
     images, labels = read_idx(paths[0]), read_idx(paths[1])
@@ -83,3 +84,33 @@ def load_idx_split(name: str, folder: Path, split: str) -> tuple[torch.Tensor, t
         )
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def load_idx_dataset(name: str, folder: Path) -> RawData:
+    """Both splits of an IDX dataset (ten classes) from ``folder``."""
+    (tx, ty), (vx, vy) = (load_idx_split(name, folder, split) for split in ("train", "test"))
+    return RawData(tx, ty, vx, vy, num_classes=10)
+
+
+@register_dataset(
+    "fashion-mnist",
+    "Fashion-MNIST, 28x28 grey clothes, 10 classes (IDX files: Debian dataset-fashion-mnist)",
+    needs_files=True,
+)
+def load_fashion_mnist(
+    data_dir: Path | None, train_size: int | None, test_size: int | None, seed: int
+) -> RawData:
+    """Fashion-MNIST from ``data_dir`` or :data:`FASHION_DIR`."""
+    return load_idx_dataset("fashion-mnist", data_dir or FASHION_DIR)
+
+
+@register_dataset(
+    "mnist",
+    "MNIST, 28x28 grey digits, 10 classes (IDX files: scripts/setup-data.sh)",
+    needs_files=True,
+)
+def load_mnist(
+    data_dir: Path | None, train_size: int | None, test_size: int | None, seed: int
+) -> RawData:
+    """MNIST from ``data_dir`` or :data:`MNIST_DIR`."""
+    return load_idx_dataset("mnist", data_dir or MNIST_DIR)

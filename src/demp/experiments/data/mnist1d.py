@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...errors import DempError
+from .registry import RawData, register_dataset
 
 
 def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, torch.Tensor]:
@@ -35,3 +37,12 @@ def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, torch.Ten
         "test_x": as_x(data["x_test"]),
         "test_y": as_y(data["y_test"]),
     }
+
+
+@register_dataset("mnist1d", "MNIST-1D, 40-sample 1-D signals, 10 classes (generated locally)")
+def load_mnist1d(
+    data_dir: Path | None, train_size: int | None, test_size: int | None, seed: int
+) -> RawData:
+    """Generate MNIST-1D: enough samples for ``train_size`` (at least 5000), 20 % of them test."""
+    d = make_mnist1d(num_samples=max(5000, (train_size or 4000) * 5 // 4), seed=42 + seed)
+    return RawData(d["train_x"], d["train_y"], d["test_x"], d["test_y"], num_classes=10)
