@@ -155,11 +155,7 @@ def find_dead(
         A :class:`DeadUnits`.
 
     """
-    if criterion not in _DEFAULT_EPS:
-        raise DempError(f"criterion must be one of {sorted(_DEFAULT_EPS)}, got {criterion!r}")
-    eps = _DEFAULT_EPS[criterion] if eps is None else float(eps)
-    if eps < 0:
-        raise DempError(f"eps must be >= 0, got {eps}")
+    eps = threshold(criterion, eps)
     device, dtype = device_dtype(model)
     if structure is None:
         options = StructureOptions.of(ignored_layers, allow_inexact_norm, verify, rules)
@@ -176,6 +172,16 @@ def find_dead(
         stats = _synced(model, sorted(consumers), stats, sync, structure.rules)
     groups = {n: _group_death(g, stats, eps) for n, g in structure.groups.items()}
     return DeadUnits(groups, dict(structure.skipped), structure, criterion, eps, seen)
+
+
+def threshold(criterion: str, eps: float | None) -> float:
+    """The criterion's threshold (its default when ``eps`` is None), or a clear error."""
+    if criterion not in _DEFAULT_EPS:
+        raise DempError(f"criterion must be one of {sorted(_DEFAULT_EPS)}, got {criterion!r}")
+    eps = _DEFAULT_EPS[criterion] if eps is None else float(eps)
+    if eps < 0:
+        raise DempError(f"eps must be >= 0, got {eps}")
+    return eps
 
 
 def _synced(

@@ -26,7 +26,7 @@ from torch import nn
 from ..batches import iterate_probe
 from ..death.criteria import Criterion, find_dead
 from ..errors import DempError
-from ..structure import build_checked_structure
+from ..structure import Structure, build_checked_structure
 from .revival import DeadSet, overlap_ratio, revivals
 
 Logger = Callable[[int, dict[str, float]], None]
@@ -90,6 +90,8 @@ class DeathTracker:
         eps: The criterion's threshold.
         max_examples: Probe examples per check (None: the whole probe, e.g. a training set).
         loggers: Callables ``(step, stats)`` run after each check (TensorBoard, print...).
+        structure: The channel groups to count (default: traced from the probe); a
+            structure that a baseline cuts in place stays valid for counting.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class DeathTracker:
         eps: float | None = None,
         max_examples: int | None = 512,
         loggers: Iterable[Logger] = (),
+        structure: Structure | None = None,
     ) -> None:
         if every is not None and every < 1:
             raise DempError(f"DeathTracker: every must be >= 1, got {every}")
@@ -112,7 +115,7 @@ class DeathTracker:
         self.probe = [part for batch in iterate_probe(probe, max_examples)
                       for part in _chunks(batch)]  # fmt: skip
         self.max_examples = max_examples
-        self.structure = build_checked_structure(model, self.probe)
+        self.structure = structure or build_checked_structure(model, self.probe)
         self.loggers = list(loggers)
         self.records: list[DeathRecord] = []
         self.steps, self.every = 0, every

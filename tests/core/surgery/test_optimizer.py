@@ -118,10 +118,17 @@ def test_unknown_optimizer_refused_before_any_change():
 def test_backward_works_while_an_old_graph_is_alive():
     model, x, y = setup()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    loss = nn.functional.cross_entropy(model(x), y)  # alive across the surgery, as in a loop
-    loss.backward()
+    old = nn.functional.cross_entropy(model(x), y)  # alive across the surgery, as in a loop
+    old.backward()
     opt.step()
     demp.prune_dead(model, x, opt)
-    loss = nn.functional.cross_entropy(model(x), y)
-    loss.backward()
+    twin = copy.deepcopy(model)  # the same pruned model, never part of the old graph
+    opt.zero_grad(set_to_none=True)
+    twin.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(x), y).backward()
+    nn.functional.cross_entropy(twin(x), y).backward()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
+        assert p.grad is not None and p.grad.shape == p.shape, name
+        assert torch.equal(p.grad, q.grad), name  # the gradients of the shrunk model
+    assert old.grad_fn is not None  # the old graph was alive all along
     opt.step()

@@ -1,6 +1,7 @@
 """What the analyses share: data, one tracked training run, seeds, and the output files.
 
-A run trains a registry model with a plain loop and counts dead units with a
+A run trains a registry model in the experiments' one loop (:func:`..harness.loop.run_loop`,
+with a plain step at a constant learning rate) and counts dead units with a
 :class:`~demp.tracking.DeathTracker`; the regularizer and the noise of a setup come from a
 :class:`~demp.DemonPruner` with a constant schedule and no removal (``dynamic=False``,
 never finalized), so they are exactly DemP's.
@@ -19,12 +20,13 @@ from torch import nn
 
 from ...algorithm.config import DemPConfig
 from ...algorithm.pruner import DemonPruner
-from ...errors import DempError
 from ...schedules import Constant
 from ...tracking import DeathTracker
-from ..data import DataBundle, load_dataset
+from ..data import DataBundle, DataMissing, load_dataset
+from ..harness.loop import Callback, StepResult, run_loop
+from ..harness.optim import build_optimizer
 from ..harness.rundir import write_json
-from ..harness.steps import evaluate
+from ..harness.steps import evaluate, train_step
 from ..models import build_model
 
 SIZES = ("tiny", "quick", "full")
@@ -82,7 +84,7 @@ class Context:
         for name in ("mnist", "fashion-mnist"):
             try:
                 bundle = load_dataset(name, self.data_dir, train_size, None)
-            except DempError:
+            except DataMissing:
                 continue
             self._note(f"data: {name}, {len(bundle.train_x)} training images")
             return bundle
@@ -101,16 +103,9 @@ class Context:
 
 
 def make_optimizer(setup: Setup, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam/AdamW (with ``adam_eps``), SGD with ``momentum`` (``sgdm``) or plain SGD (``sgd``)."""
-    params = model.parameters()
-    if setup.optimizer == "adam":
-        return torch.optim.Adam(params, lr=setup.lr, eps=setup.adam_eps)
-    if setup.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=setup.lr, eps=setup.adam_eps, weight_decay=0.0)
-    if setup.optimizer in ("sgd", "sgdm"):
-        momentum = setup.momentum if setup.optimizer == "sgdm" else 0.0
-        return torch.optim.SGD(params, lr=setup.lr, momentum=momentum)
-    raise DempError(f"unknown optimizer {setup.optimizer!r}")
+    """The setup's optimizer (the experiments' table: Adam/AdamW with ``adam_eps``, SGD(M))."""
+    return build_optimizer(setup.optimizer, model.parameters(), setup.lr,
+                           momentum=setup.momentum, eps=setup.adam_eps)  # fmt: skip
 
 
 def build(setup: Setup, data: DataBundle) -> nn.Module:
@@ -118,6 +113,44 @@ def build(setup: Setup, data: DataBundle) -> nn.Module:
     torch.manual_seed(setup.seed)
     return build_model(setup.model, data.num_classes, data.input_shape, setup.width,
                        setup.activation)  # fmt: skip
+
+
+@dataclass
+class TrackedRun:
+    """The state of one analysis run in the experiments' loop (:mod:`..harness.loop`)."""
+
+    setup: Setup
+    data: DataBundle
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    total: int
+    spe: int
+    step: int = 0
+
+    def epoch_batches(self, epoch: int, start: int) -> Any:
+        """The shuffled training batches of ``epoch`` from batch ``start`` on."""
+        return self.data.batches(self.setup.batch_size, epoch, self.setup.seed, start)
+
+
+def plain_step(s: TrackedRun, batches: Any) -> StepResult:
+    """One optimizer step at the setup's constant learning rate."""
+    x, y = next(batches)
+    loss, correct = train_step(s.model, s.optimizer, x, y)
+    s.step += 1
+    return StepResult(loss, correct, len(y))
+
+
+class Checks(Callback):
+    """A death check of every tracker every ``check_every`` steps and at the last step."""
+
+    def __init__(self, trackers: dict[str, DeathTracker], every: int) -> None:
+        self.trackers, self.every = trackers, every
+
+    def on_step_end(self, s: TrackedRun, result: StepResult) -> None:
+        """Check when due."""
+        if s.step % self.every == 0 or s.step == s.total:
+            for tracker in self.trackers.values():
+                tracker.check(s.step)
 
 
 def train_tracked(
@@ -144,20 +177,8 @@ def train_tracked(
     pruner = _regularizer(setup, model, opt, probe)
     for tracker in trackers.values():
         tracker.check(0)
-    step, epoch = 0, 0
-    while step < setup.steps:
-        for x, y in data.batches(setup.batch_size, epoch, setup.seed):
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % setup.check_every == 0 or step == setup.steps:
-                for tracker in trackers.values():
-                    tracker.check(step)
-            if step >= setup.steps:
-                break
-        epoch += 1
+    run = TrackedRun(setup, data, model, opt, setup.steps, data.steps_per_epoch(setup.batch_size))
+    run_loop(run, [Checks(trackers, setup.check_every)], step_fn=plain_step)
     if pruner is not None:
         pruner.detach()
     return _result(trackers, model, data)

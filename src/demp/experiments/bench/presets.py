@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import DempError
+from ...methods import method_names
 
-BASELINE_METHODS = ("snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming")
+# every registered method other than the dense reference and DemP is a baseline
+BASELINE_METHODS = tuple(m for m in method_names() if m not in ("dense", "demp"))
 
 
 @dataclass(frozen=True)

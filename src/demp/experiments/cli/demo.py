@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...algorithm.config import DemPConfig
-from ...errors import DempError
-from ..data import load_dataset
+from ..data import DataMissing, load_dataset
 from ..harness.config import TrainConfig
 from ..harness.runner import run_training
 from ..reports.compare import write_report
@@ -25,7 +24,7 @@ def demo_configs(steps: int, data_dir: Path | None) -> tuple[dict[str, TrainConf
         load_dataset("fashion-mnist", data_dir, train_size=16, test_size=16)
         data = {"dataset": "fashion-mnist", "train_size": 20000, "model": "resnet18", "width": 0.25}
         note = "Fashion-MNIST (20k training images, 10k test images)"
-    except DempError as err:
+    except DataMissing as err:
         data = {"dataset": "mnist1d", "train_size": 4000, "model": "resnet1d", "width": 1.0}
         note = f"Fashion-MNIST not available ({err}); using MNIST-1D instead"
     common = dict(

@@ -9,6 +9,8 @@ from typing import Any
 from ...methods import method_names, option_fields
 from ...schedules import Constant, CosineDecay, OneCycle, Warmup
 from ..data import DATASETS
+from ..harness.lr import LR_SCHEDULES
+from ..harness.optim import OPTIMIZERS
 
 # (flag, section, key, type, choices, help); section None = run option, "demp" = DemPConfig
 RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
@@ -20,9 +22,9 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--width", None, "width", float, None, "width multiplier (1.0 = standard)"),
     ("--activation", None, "activation", str, ("relu", "leaky_relu", "gelu", "silu"), "activation"),
     ("--method", None, "method", str, None, "training method (the registered methods)"),
-    ("--optimizer", None, "optimizer", str, ("adam", "adamw", "sgdm"), "optimizer"),
+    ("--optimizer", None, "optimizer", str, tuple(OPTIMIZERS), "optimizer"),
     ("--lr", None, "lr", float, None, "learning rate"),
-    ("--lr-schedule", None, "lr_schedule", str, ("constant", "step", "one-cycle", "cosine"), "learning-rate schedule"),
+    ("--lr-schedule", None, "lr_schedule", str, LR_SCHEDULES, "learning-rate schedule"),
     ("--lr-decay-factor", None, "lr_decay_factor", float, None, "step schedule: factor"),
     ("--lr-decay-every", None, "lr_decay_every", float, None, "step schedule: period as a fraction of the run"),
     ("--momentum", None, "momentum", float, None, "SGD momentum"),

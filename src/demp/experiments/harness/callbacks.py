@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ...checkpoint import save_checkpoint
-from ...death import find_dead
+from ...tracking import DeathTracker
 from .loop import Callback, StepResult, lr_of
 from .rundir import progress_bar, save_tensors
 from .state import RunState
@@ -47,10 +47,11 @@ def monitor(s: RunState) -> None:
     """Count the dead units of the monitored groups now (counted as evaluation time)."""
     start = time.perf_counter()
     c = s.config.demp
-    dead = find_dead(s.model, s.probe, structure=s.monitor_structure, criterion=c.criterion,
-                     eps=c.eps)  # fmt: skip
-    live = {n: g.width - g.num_dead for n, g in dead.groups.items()}
-    s.write(check_record(s, s.step, live, dead.num_dead))
+    tracker = DeathTracker(s.model, s.probe, criterion=c.criterion, eps=c.eps,
+                           max_examples=None, structure=s.monitor_structure)  # fmt: skip
+    record = tracker.check(s.step)
+    live = {n: w - len(record.dead[n]) for n, w in record.widths.items()}
+    s.write(check_record(s, s.step, live, record.num_dead))
     s.seconds["eval"] += time.perf_counter() - start
 
 

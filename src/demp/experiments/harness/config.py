@@ -20,19 +20,18 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ...algorithm.config import DemPConfig
 from ...errors import DempError
 from ...methods import get_method, option_defaults, option_fields
-from .lr import LrSchedule
+from .lr import LR_SCHEDULES
+from .optim import OPTIMIZERS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-OptimizerName = Literal["adam", "adamw", "sgdm"]
 
 
 @dataclass(frozen=True)
@@ -47,9 +46,9 @@ class TrainConfig:
     width: float = 0.25
     activation: str = "relu"
     method: str = "demp"
-    optimizer: OptimizerName = "adam"
+    optimizer: str = "adam"
     lr: float = 5e-3
-    lr_schedule: LrSchedule = "cosine"
+    lr_schedule: str = "cosine"
     lr_decay_factor: float = 0.2
     lr_decay_every: float = 0.3
     momentum: float = 0.9
@@ -70,10 +69,14 @@ class TrainConfig:
             raise DempError(f"unknown run options: {unknown}")
         object.__setattr__(self, "method_options", {**option_defaults(), **self.method_options})
         self.method_config()  # validates the method's name and options
-        if self.optimizer not in ("adam", "adamw", "sgdm"):
-            raise DempError(f"optimizer must be adam, adamw or sgdm, got {self.optimizer!r}")
-        if self.lr_schedule not in ("constant", "step", "one-cycle", "cosine"):
-            raise DempError(f"unknown lr schedule {self.lr_schedule!r}")
+        if self.optimizer not in tuple(OPTIMIZERS):
+            raise DempError(
+                f"optimizer must be one of {', '.join(tuple(OPTIMIZERS))}, got {self.optimizer!r}"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise DempError(
+                f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
         if self.steps is None and self.epochs is None:
             raise DempError("give the training length: steps or epochs")
         for name in ("lr", "batch_size", "log_every"):

@@ -1,17 +1,21 @@
-"""The training loop of the harness: steps over the data, callbacks do everything else.
+"""The one training loop of the experiments: steps over the data, callbacks do the rest.
 
-:func:`run_loop` takes a :class:`~.state.RunState` and a list of :class:`Callback`; each
-concern (the method's hooks, death logging, metrics and progress, evaluation,
-checkpoints) is one callback, called in list order. The data order, augmentation and
-learning rate depend only on the step, so a resumed run sees what the uninterrupted run
-would have.
+:func:`run_loop` serves ``demp train`` / ``demp bench`` (with a :class:`~.state.RunState`,
+:func:`one_step` and the callbacks of :mod:`.callbacks`: the method's hooks, death
+logging, metrics and progress, evaluation, checkpoints) and ``demp analyze`` (with its own
+small state, a plain step and a death-tracking callback). Each concern is one callback,
+called in list order. The data order and augmentation depend only on the step, so a
+resumed run sees what the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import torch
 
 from .lr import lr_at
 from .state import RunState
@@ -27,16 +31,32 @@ class StepResult:
     n: int
 
 
+class LoopState(Protocol):
+    """What the loop reads and advances: the data, the budget, the step count."""
+
+    step: int
+    total: int
+    spe: int
+
+    def epoch_batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The training batches of ``epoch`` from batch ``start`` on."""
+        ...
+
+
+Batches = Iterator[tuple[torch.Tensor, ...]]
+StepFn = Callable[[Any, Batches], StepResult]
+
+
 class Callback:
     """A concern of the run, plugged into the loop (all hooks are no-ops by default)."""
 
-    def on_step_end(self, s: RunState, result: StepResult) -> None:
+    def on_step_end(self, s: Any, result: StepResult) -> None:
         """After every optimizer step (``s.step`` counts it)."""
 
-    def on_interrupt(self, s: RunState) -> None:
+    def on_interrupt(self, s: Any) -> None:
         """On Ctrl-C, before the KeyboardInterrupt goes on."""
 
-    def on_stop(self, s: RunState) -> None:
+    def on_stop(self, s: Any) -> None:
         """When the run stops early at ``stop_after`` (it will be resumed)."""
 
 
@@ -46,19 +66,30 @@ def lr_of(s: RunState, step: int) -> float:
     return lr_at(step, c.lr, s.total, c.lr_schedule, c.lr_decay_factor, c.lr_decay_every)
 
 
-def run_loop(s: RunState, callbacks: list[Callback], stop_after: int | None = None) -> bool:
-    """Train from ``s.step`` to the end, or to ``stop_after``; True when the run is done.
+def run_loop(
+    s: LoopState,
+    callbacks: list[Callback],
+    stop_after: int | None = None,
+    step_fn: StepFn | None = None,
+) -> bool:
+    """Train from ``s.step`` to ``s.total``, or to ``stop_after``; True when done.
+
+    Args:
+        s: The state; ``step_fn(s, batches)`` makes one step and advances ``s.step``.
+        callbacks: Called after every step, on Ctrl-C and at an early stop.
+        stop_after: Stop (for a later resume) once this step is reached.
+        step_fn: The step (default :func:`one_step`, the harness's).
 
     Raises:
         KeyboardInterrupt: After every callback's ``on_interrupt``.
     """
-    s.started = time.perf_counter()
+    step_fn = step_fn or one_step
     try:
         while s.step < s.total:
             epoch, index = divmod(s.step, s.spe)
-            batches = s.data.batches(s.config.batch_size, epoch, s.config.seed, index)
+            batches = s.epoch_batches(epoch, index)
             for _ in range(index, s.spe):
-                result = one_step(s, batches)
+                result = step_fn(s, batches)
                 for callback in callbacks:
                     callback.on_step_end(s, result)
                 if s.step >= s.total or s.step == stop_after:
@@ -74,8 +105,8 @@ def run_loop(s: RunState, callbacks: list[Callback], stop_after: int | None = No
     return True
 
 
-def one_step(s: RunState, batches: Any) -> StepResult:
-    """Take the next batch (this rank's share) and make one optimizer step."""
+def one_step(s: RunState, batches: Batches) -> StepResult:
+    """The harness's step: the next batch (this rank's share), the lr, one optimizer step."""
     start = time.perf_counter()
     x, y = map(s.ranks.shard, next(batches))
     x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)

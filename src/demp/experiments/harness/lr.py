@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from ...schedules import cosine_decay, one_cycle
 
-LrSchedule = Literal["constant", "step", "one-cycle", "cosine"]
+LR_SCHEDULES = ("constant", "step", "one-cycle", "cosine")  # --lr-schedule choices
 
 
 def lr_at(
     step: int,
     base: float,
     total_steps: int,
-    schedule: LrSchedule,
+    schedule: str,
     decay_factor: float = 0.2,
     decay_every: float = 0.3,
 ) -> float:

@@ -12,6 +12,7 @@ through ``DistributedDataParallel`` and only rank 0 writes
 from __future__ import annotations
 
 import itertools
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,7 @@ def train(s: RunState, stop_after: int | None) -> dict[str, Any]:
         s.method.before_training(s.ctx)
     metrics = Metrics(s)
     callbacks = [MethodHooks(), DeathLog(), metrics, Evaluation(), Checkpointing()]
+    s.started = time.perf_counter()
     if not run_loop(s, callbacks, stop_after):
         return {}
     metrics.close()

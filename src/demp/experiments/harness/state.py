@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,10 @@ class RunState:
         """The channel groups being pruned (the method's) or monitored."""
         own = self.method.structure
         return own if own is not None else self.monitor_structure  # type: ignore[return-value]
+
+    def epoch_batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The shuffled (augmented) training batches of ``epoch`` from batch ``start`` on."""
+        return self.data.batches(self.config.batch_size, epoch, self.config.seed, start)
 
     def elapsed(self) -> float:
         """Wall seconds of the run so far, across resumes."""

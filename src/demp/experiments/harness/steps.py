@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 from ...batches import eval_mode
 from ...errors import DempError
 from .config import TrainConfig
+from .optim import build_optimizer
 
 
 def resolve_device(name: str) -> torch.device:
@@ -23,14 +25,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD with momentum, as configured."""
-    params, wd = model.parameters(), config.weight_decay
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=wd)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd)
+def make_optimizer(config: TrainConfig, model: nn.Module) -> Optimizer:
+    """The run's optimizer, as configured."""
+    return build_optimizer(config.optimizer, model.parameters(), config.lr,
+                           momentum=config.momentum, weight_decay=config.weight_decay)  # fmt: skip
 
 
 def train_step(
