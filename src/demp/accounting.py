@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,3 +37,59 @@ def describe(model: nn.Module, example: Batch) -> dict[str, Any]:
 def count_trainable(model: nn.Module) -> int:
     """Count the trainable (``requires_grad``) parameter entries."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@dataclass
+class CostLedger:
+    """What a training run has cost so far, in FLOPs, for any method (DemP or not).
+
+    ``initial`` holds the units, trainable parameters and forward FLOPs per example before
+    any removal; ``flops_now`` is the forward FLOPs per example of the model now (call
+    :meth:`remeasure` after a removal) and ``flops_sum`` their sum over the steps taken, so
+    the training FLOPs are ``3 * batch * flops_sum`` (FACTS §1) and the ratio to the dense
+    run over the same steps is ``flops_sum / (steps * initial flops)``.
+
+    Example:
+        >>> costs = CostLedger.start(model, example, units=structure.num_units)
+        >>> costs.step()                       # after every optimizer step
+        >>> costs.remeasure(model)             # after every removal
+    """
+
+    example: Batch
+    initial: dict[str, float]
+    flops_now: float
+    flops_sum: float = 0.0
+
+    @classmethod
+    def start(cls, model: nn.Module, example: Batch, units: int) -> CostLedger:
+        """Measure the model as it is now (one example)."""
+        flops = forward_flops(model, example)
+        initial = {"units": units, "params": count_trainable(model), "flops": flops}
+        return cls(example, initial, flops)
+
+    def step(self) -> None:
+        """Count one optimizer step at the current cost."""
+        self.flops_sum += self.flops_now
+
+    def remeasure(self, model: nn.Module) -> None:
+        """Measure the forward FLOPs per example again (after the model changed)."""
+        self.flops_now = forward_flops(model, self.example)
+
+    def train_flops_ratio(self, steps: int) -> float:
+        """Training FLOPs so far / those of the dense model over ``steps`` steps."""
+        dense = steps * self.initial["flops"]
+        return self.flops_sum / dense if dense else 1.0
+
+    def inference_flops_ratio(self) -> float:
+        """Forward FLOPs per example now / initially."""
+        return self.flops_now / self.initial["flops"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The initial sizes and the FLOPs sum (the current FLOPs are measured again)."""
+        return {"initial": dict(self.initial), "train_flops_sum": self.flops_sum}
+
+    def load_state_dict(self, state: dict[str, Any], model: nn.Module) -> None:
+        """Restore :meth:`state_dict` and measure the (reloaded) model."""
+        self.initial = dict(state["initial"])
+        self.flops_sum = float(state["train_flops_sum"])
+        self.remeasure(model)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..accounting import count_trainable, forward_flops
+from ..accounting import CostLedger, count_trainable
 from ..batches import device_dtype, iterate_probe, take, to_device
 from ..death.criteria import find_dead
 from ..errors import DempError
@@ -96,18 +96,13 @@ class DemonPruner:
                 "use DemPConfig(reg_target='all') (e.g. for an MLP)",
                 stacklevel=2,
             )
-        device = self._params[0].device if self._params else torch.device("cpu")
-        self.noise = NoiseInjector(self.config.noise, self.config.seed, device)
+        self.noise = NoiseInjector(self.config.noise, self.config.seed, device_dtype(model)[0])
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.seconds = dict.fromkeys(PHASES, 0.0)
-        self.initial = {
-            "units": self.structure.num_units,
-            "params": count_trainable(model),
-            "flops": self._flops(),
-        }
-        self._flops_now = self.initial["flops"]
-        self._train_flops_sum = 0.0
+        device, dtype = device_dtype(model)
+        example = to_device(take(self._probe[0], 1), device, dtype)
+        self.costs = CostLedger.start(model, example, self.structure.num_units)
         self._masks: list[torch.Tensor | None] | None = None
         self._last_report: SurgeryReport | None = None
         self._started = self._last_event = time.perf_counter()
@@ -157,7 +152,7 @@ class DemonPruner:
             self._masks = None
         self.seconds["noise"] += time.perf_counter() - start
         self.step += 1
-        self._train_flops_sum += self._flops_now
+        self.costs.step()
         if (
             self.config.dynamic
             and self.step % self.prune_every == 0
@@ -206,7 +201,7 @@ class DemonPruner:
             round_to=self.config.round_to,
         )
         if report.removed:
-            self._flops_now = self._flops()
+            self.costs.remeasure(self.model)
         done = time.perf_counter()
         self.seconds["check"] += checked - start
         self.seconds["surgery"] += done - checked
@@ -231,20 +226,20 @@ class DemonPruner:
     def summary(self) -> PrunerSummary:
         """Return neuron/weight sparsity, FLOPs ratios and time spent, so far."""
         units, params = self.structure.num_units, count_trainable(self.model)
-        dense = self.step * self.initial["flops"]
+        initial = self.costs.initial
         return PrunerSummary(
             steps=self.step,
             events=len(self.history),
             removals=sum(1 for e in self.history if e["removed"]),
-            units_initial=self.initial["units"],
+            units_initial=initial["units"],
             units=units,
-            params_initial=self.initial["params"],
+            params_initial=initial["params"],
             params=params,
-            neuron_sparsity=1 - units / self.initial["units"],
-            weight_sparsity=1 - params / self.initial["params"],
-            inference_flops_ratio=self._flops_now / self.initial["flops"],
-            train_flops_ratio=self._train_flops_sum / dense if dense else 1.0,
-            train_flops=(3 * self.batch_size * self._train_flops_sum if self.batch_size else None),
+            neuron_sparsity=1 - units / initial["units"],
+            weight_sparsity=1 - params / initial["params"],
+            inference_flops_ratio=self.costs.inference_flops_ratio(),
+            train_flops_ratio=self.costs.train_flops_ratio(self.step),
+            train_flops=(3 * self.batch_size * self.costs.flops_sum if self.batch_size else None),
             seconds=dict(self.seconds),
             wall_seconds=time.perf_counter() - self._started,
         )
@@ -273,9 +268,8 @@ class DemonPruner:
             "total_steps": self.total_steps,
             "noise": self.noise.state_dict(),
             "history": [dict(e) for e in self.history],
-            "initial": dict(self.initial),
+            **self.costs.state_dict(),
             "seconds": dict(self.seconds),
-            "train_flops_sum": self._train_flops_sum,
             "widths": self.structure.widths(),
             "removals": [dict(e) for e in self.structure.history],
             "config": self.config.to_dict(),
@@ -300,18 +294,12 @@ class DemonPruner:
         self.total_steps = int(state["total_steps"])
         self.noise.load_state_dict(state["noise"])
         self.history = [dict(e) for e in state["history"]]
-        self.initial = dict(state["initial"])
         self.seconds = {k: float(state["seconds"].get(k, 0.0)) for k in PHASES}
-        self._train_flops_sum = float(state["train_flops_sum"])
-        self._flops_now = self._flops()
+        self.costs.load_state_dict(state, self.model)
 
     # ----------------------------------------------------------------- helpers
     def _build_structure(self) -> Structure:
         return build_checked_structure(self.model, self._probe, self.config.structure_options())
-
-    def _flops(self) -> float:
-        device, dtype = device_dtype(self.model)
-        return forward_flops(self.model, to_device(take(self._probe[0], 1), device, dtype))
 
     def _record(self, report: SurgeryReport, dead: int, check_s: float, cut_s: float) -> None:
         now = time.perf_counter()
@@ -323,7 +311,7 @@ class DemonPruner:
                 "widths": self.structure.widths(),
                 "units": self.structure.num_units,
                 "params": report.params_after,
-                "flops": self._flops_now,
+                "flops": self.costs.flops_now,
                 "seconds_since_last": now - self._last_event,
                 "check_seconds": check_s,
                 "surgery_seconds": cut_s,

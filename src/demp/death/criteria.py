@@ -197,7 +197,7 @@ def _synced(
         tensor = stats.get(path)
         if tensor is None:
             module = model.get_submodule(path)
-            device = next(module.parameters()).device
+            device = device_dtype(module)[0]
             tensor = torch.full((side_size(module, "in", rules),), float("inf"), device=device)
         sync(tensor)
         out[path] = tensor

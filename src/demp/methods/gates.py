@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..batches import device_dtype
 from ..ops.rules import feature_dim
 from ..structure.groups import Structure
 
@@ -21,15 +22,15 @@ from ..structure.groups import Structure
 @contextmanager
 def node_gates(model: nn.Module, structure: Structure) -> Iterator[dict[str, torch.Tensor]]:
     """Yield group name -> gate tensor (ones, ``requires_grad``) active inside the block."""
-    param = next(model.parameters())
+    device, dtype = device_dtype(model)
     gates = {
-        name: torch.ones(g.width, dtype=param.dtype, device=param.device, requires_grad=True)
+        name: torch.ones(g.width, dtype=dtype, device=device, requires_grad=True)
         for name, g in structure.groups.items()
     }
     per_consumer: dict[str, list[tuple[str, torch.Tensor]]] = {}
     for name, group in structure.groups.items():
         for slot in group.consumers:
-            per_consumer.setdefault(slot.path, []).append((name, slot.index.to(param.device)))
+            per_consumer.setdefault(slot.path, []).append((name, slot.index.to(device)))
     handles = []
     for path, parts in per_consumer.items():
         module = model.get_submodule(path)

@@ -52,7 +52,7 @@ def test_units_die_and_are_removed_while_training(kind):
     assert summary.weight_sparsity > 0 and summary.neuron_sparsity > 0
     assert summary.inference_flops_ratio < 1 and summary.train_flops_ratio < 1
     assert summary.train_flops == pytest.approx(
-        3 * 64 * summary.train_flops_ratio * 200 * pruner.initial["flops"]
+        3 * 64 * summary.train_flops_ratio * 200 * pruner.costs.initial["flops"]
     )
     assert all(a is b for a, b in zip(params, model.parameters(), strict=True))
     assert all(

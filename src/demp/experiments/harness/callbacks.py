@@ -57,7 +57,7 @@ def monitor(s: RunState) -> None:
 
 def check_record(s: RunState, step: int, live: dict[str, int], dead: int) -> dict[str, Any]:
     """A ``check`` line of metrics.jsonl."""
-    initial = s.initial["units"]
+    initial = s.costs.initial["units"]
     return {
         "kind": "check", "step": step, "live": live, "dead_now": dead,
         "units_initial": initial, "dead_ratio": 1 - sum(live.values()) / initial,
@@ -151,8 +151,8 @@ def save(s: RunState) -> None:
         return
     start = time.perf_counter()
     extra = {
-        "step": s.step, "elapsed": s.elapsed(), "initial": s.initial, "seconds": s.seconds,
-        "train_flops_sum": s.train_flops_sum, "notes": s.notes, "baseline": None,
+        "step": s.step, "elapsed": s.elapsed(), **s.costs.state_dict(), "seconds": s.seconds,
+        "notes": s.notes, "baseline": None,
     }  # fmt: skip
     tensors, extra["baseline"] = s.method.state_dict()
     if tensors or extra["baseline"] is not None:

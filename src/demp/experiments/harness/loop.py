@@ -120,6 +120,6 @@ def one_step(s: RunState, batches: Batches) -> StepResult:
     pruner_time = (sum(pruner.seconds.values()) - inside) if pruner else 0.0
     s.seconds["data"] += computed - start
     s.seconds["compute"] += done - computed - pruner_time
-    s.train_flops_sum += s.flops_now
+    s.costs.step()
     s.step += 1
     return StepResult(loss, correct, len(y))

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ...accounting import count_trainable, forward_flops
+from ...accounting import CostLedger, count_trainable, forward_flops
 from ...checkpoint import load_checkpoint
 from ...errors import DempError
 from ...integrations.distributed import DDPModel, all_reduce_max
@@ -77,9 +77,7 @@ def build_run(config: TrainConfig, out: Path, progress: bool) -> RunState:
     if method.structure is None:
         s.monitor_structure = monitored_groups(s)
     s.notes = [data.note] if data.note else []
-    s.flops_now = forward_flops(model, probe[:1])
-    s.initial = {"flops": s.flops_now, "params": count_trainable(model),
-                 "units": s.structure.num_units}  # fmt: skip
+    s.costs = CostLedger.start(model, probe[:1], s.structure.num_units)
     _connect(s)
     return s
 
@@ -93,7 +91,7 @@ def _connect(s: RunState) -> None:
     """Give the method's context what it reads from the run."""
     ctx = s.ctx
     ctx.structure = s.monitor_structure
-    ctx.initial_units = s.initial["units"]
+    ctx.initial_units = s.costs.initial["units"]
     ctx.structure_changed = lambda: structure_changed(s)
     ctx.note = s.notes.append
     ctx.score_batches = lambda n: score_batches(s, n)
@@ -103,7 +101,7 @@ def structure_changed(s: RunState) -> None:
     """Re-wrap DDP and update the FLOPs accounting after units were removed."""
     if isinstance(s.net, DDPModel):
         s.net.rewrap()
-    s.flops_now = forward_flops(s.model, s.probe[:1])
+    s.costs.remeasure(s.model)
 
 
 def score_batches(s: RunState, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -138,13 +136,11 @@ def resume(s: RunState) -> None:
         s.ctx.structure = s.monitor_structure
     s.step = int(extra["step"])
     s.elapsed0 = float(extra["elapsed"])
-    s.initial = dict(extra["initial"])
-    s.ctx.initial_units = s.initial["units"]
+    s.costs.load_state_dict(extra, s.model)
+    s.ctx.initial_units = s.costs.initial["units"]
     s.seconds = {k: float(extra["seconds"].get(k, 0.0)) for k in PHASES}
-    s.train_flops_sum = float(extra["train_flops_sum"])
     s.notes[:] = list(extra["notes"])
     s.events_logged = len(s.method.history) if s.method.history is not None else 0
-    s.flops_now = forward_flops(s.model, s.probe[:1])
     tensors = load_tensors(s.out / "baseline.safetensors")
     s.method.load_state_dict(tensors, extra.get("baseline"), s.step)
     if s.ranks.main:
@@ -191,13 +187,14 @@ def finish(s: RunState) -> dict[str, Any]:
 def make_summary(s: RunState, result: dict[str, float]) -> dict[str, Any]:
     """The run's summary.json: accuracy, sparsities, FLOPs ratios, time per step by phase."""
     c, flops, params = s.config, forward_flops(s.model, s.probe[:1]), count_trainable(s.model)
+    initial = s.costs.initial
     per_step = {k: v / max(s.step, 1) for k, v in s.seconds.items()}
     out: dict[str, Any] = {
         "method": c.method, "dataset": c.dataset, "model": c.model, "width": c.width,
         "steps": s.step, "epochs": s.step / s.spe, "seed": c.seed, **result,
-        "params_initial": s.initial["params"], "params": params,
-        "weight_sparsity": 1 - params / s.initial["params"],
-        "inference_flops": flops, "inference_flops_ratio": flops / s.initial["flops"],
+        "params_initial": initial["params"], "params": params,
+        "weight_sparsity": 1 - params / initial["params"],
+        "inference_flops": flops, "inference_flops_ratio": flops / initial["flops"],
         "wall_seconds": s.elapsed(),
     }  # fmt: skip
     if s.method.pruner is not None:
@@ -205,10 +202,10 @@ def make_summary(s: RunState, result: dict[str, float]) -> dict[str, Any]:
         per_step.update({f"pruner_{k}": v / max(s.step, 1) for k, v in seconds.items()})
     units = s.structure.num_units
     out.update(
-        units_initial=s.initial["units"], units=units,
-        neuron_sparsity=1 - units / s.initial["units"],
-        train_flops_ratio=s.train_flops_sum / max(s.step * s.initial["flops"], 1e-12),
-        train_flops=3.0 * c.batch_size * s.train_flops_sum,
+        units_initial=initial["units"], units=units,
+        neuron_sparsity=1 - units / initial["units"],
+        train_flops_ratio=s.costs.train_flops_ratio(s.step),
+        train_flops=3.0 * c.batch_size * s.costs.flops_sum,
         target=s.method.summary_fields().get("target"), notes=s.notes,
     )  # fmt: skip
     out["seconds_per_step"] = per_step

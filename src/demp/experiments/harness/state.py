@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...accounting import CostLedger
 from ...methods import Method, MethodContext
 from ...structure import Structure
 from ..data import DataBundle
@@ -41,9 +42,8 @@ class RunState:
         step: Steps done.
         log: The run's ``metrics.jsonl``.
         monitor_structure: Groups counted for methods that keep none of their own.
-        initial: Units, trainable parameters and forward FLOPs before any removal.
-        flops_now: Forward FLOPs per example now.
-        train_flops_sum: Sum over the steps done of ``flops_now``.
+        costs: Units, parameters and FLOPs before any removal, FLOPs now and their sum
+            over the steps done (the same ledger as the pruner's).
         seconds: Wall seconds per phase (data, compute, eval, checkpoint).
         notes: Lines for the summary.
         elapsed0: Seconds already spent before a resume.
@@ -67,9 +67,7 @@ class RunState:
     progress: bool = True
     step: int = 0
     monitor_structure: Structure | None = None
-    initial: dict[str, Any] = field(default_factory=dict)
-    flops_now: float = 0.0
-    train_flops_sum: float = 0.0
+    costs: CostLedger | None = None
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     notes: list[str] = field(default_factory=list)
     elapsed0: float = 0.0
