@@ -130,3 +130,14 @@ def test_a_method_option_with_a_bad_value_is_a_clear_error(tmp_path, capsys):
     assert main(["train", *BASE, "--method", "snap", "--target", "1.5",
                  "--out", str(tmp_path / "x")]) == 2  # fmt: skip
     assert "target neuron sparsity must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_every_file_of_the_methods_package_is_imported_so_it_can_register():
+    import pkgutil
+    import sys
+
+    import demp.methods
+
+    names = {f"demp.methods.{m.name}" for m in pkgutil.iter_modules(demp.methods.__path__)}
+    assert names <= set(sys.modules)
+    assert method_names()[:2] == ("dense", "demp")  # the built-ins first, in their order

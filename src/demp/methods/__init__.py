@@ -2,16 +2,14 @@
 
 Importing this package registers the built-in methods (one file each, or one file per
 family): ``dense``, ``demp``, ``snap`` / ``cropit-s`` (:mod:`.at_init`), ``earlysnap`` /
-``earlycrop-s`` (:mod:`.early_pruning`), ``slimming``. See :mod:`.registry` for how to add
-one, and docs/extending.md.
+``earlycrop-s`` (:mod:`.early_pruning`), ``slimming``, in that order, then imports every
+other module of the package, so that a new method is one new file and nothing else. See
+:mod:`.registry` for how to write one, and docs/extending.md.
 """
 
-# registration order is the order of the CLI's --method choices
-from . import dense  # noqa: F401, I001
-from . import demon  # noqa: F401
-from . import at_init  # noqa: F401
-from . import early_pruning  # noqa: F401
-from . import slimming  # noqa: F401
+import importlib
+import pkgutil
+
 from .base import Method, MethodContext
 from .registry import (
     MethodSpec,
@@ -22,6 +20,12 @@ from .registry import (
     register_method,
     unregistered_after,
 )
+
+# the built-in methods first (their order is the order of the --method choices), then any
+# other module of this package: a new method file registers itself when imported here
+_BUILTIN = ("dense", "demon", "at_init", "early_pruning", "slimming")
+for _name in (*_BUILTIN, *(m.name for m in pkgutil.iter_modules(__path__))):
+    importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = [
     "Method", "MethodContext", "MethodSpec", "get_method", "method_names", "option_defaults",
