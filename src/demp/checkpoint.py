@@ -107,6 +107,7 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     *,
     pruner: Any = None,
+    rules: LayerRules | None = None,
 ) -> dict[str, Any]:
     """Reshape ``model`` (built at its original size) to the checkpoint's and load it.
 
@@ -116,6 +117,8 @@ def load_checkpoint(
         optimizer: Built on ``model``'s parameters; its state is loaded if saved.
         pruner: A :class:`~demp.DemonPruner` built on ``model`` and ``optimizer``; its
             state is restored after the model (its groups are traced again).
+        rules: The layer table the model was cut with, when it holds layer types of
+            your own (default: :data:`demp.ops.rules.DEFAULT_RULES`).
 
     Returns:
         The ``extra`` dict stored with the checkpoint.
@@ -135,7 +138,7 @@ def load_checkpoint(
         raise CheckpointError(f"cannot read {path / 'model.safetensors'}: {err}") from err
     if {k: list(v.shape) for k, v in weights.items()} != _tensor_shapes(spec["shapes"], weights):
         raise CheckpointError(f"{path}: model.safetensors does not match spec.json shapes")
-    _reshape(model, spec["shapes"])
+    _reshape(model, spec["shapes"], rules)
     model.load_state_dict(weights, strict=True)
     if optimizer is not None:
         _load_optimizer(path, optimizer)

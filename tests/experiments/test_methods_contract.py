@@ -1,13 +1,16 @@
 """Every registered method keeps the contract of a method (like the models' contract test).
 
 On a tiny ResNet, through ``demp train``: it trains, it reaches its target when it has one
-(within one unit per group), the saved model reloads into a freshly built one with the
-same outputs, and a run interrupted midway and resumed ends bit-identical to a straight
-one. A toy method registered by a test goes through the same checks, and so does
-any method a future file registers.
+(within one unit per group), every cut it makes is exact to its mask (the model's output
+after the cut equals its output just before, with the removed units zeroed at their
+consumers), the saved model reloads into a freshly built one with the same outputs, and a
+run interrupted midway and resumed ends bit-identical to a straight one. A toy method
+registered by a test goes through the same checks, and so does any method a future file
+registers.
 """
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -15,27 +18,83 @@ import torch
 from safetensors.torch import load_file
 
 import demp
+from demp import surgery
+from demp.batches import eval_mode
 from demp.experiments.cli.main import build_parser, main
 from demp.experiments.data import load_dataset
 from demp.experiments.models import build_model
 from demp.methods import Method, MethodContext, method_names, register_method, unregistered_after
+from demp.ops.rules import feature_dim, side_size
 
 BASE = ["--dataset", "synthetic", "--train-size", "256", "--test-size", "64", "--batch-size",
         "32", "--model", "resnet18", "--width", "0.125", "--no-progress", "--steps", "40",
         "--score-batches", "2", "--early-deadline", "3", "--target", "0.5",
         "--reg-strength", "0.05", "--prune-every", "8", "--lr", "1e-2"]  # fmt: skip
+# DemP needs a push to kill units within 40 steps (so that its cuts are checked too)
+EXTRA = {"demp": ["--lr", "0.05", "--reg-strength", "0.5"]}
 GROUPS = 12  # CIFAR ResNet-18: 8 block-inner groups + 4 residual streams
 
 
-def check_contract(method, tmp_path, interrupt_at):
-    args = [*BASE, "--method", method]
+class CutChecker:
+    """Wraps surgery's slicing: each real cut is compared with the masked model before it."""
+
+    def __init__(self, real):
+        self.real, self.cuts = real, 0
+        self.x = load_dataset("synthetic", None, 256, 64, 0).test_x[:16]
+
+    def __call__(self, model, cuts, optimizer=None, *, trial=False, **kwargs):
+        if trial:  # the trial cuts of structure verification check themselves
+            return self.real(model, cuts, optimizer, trial=trial, **kwargs)
+        with eval_mode(model), torch.no_grad(), zeroed_inputs(model, cuts):
+            masked = model(self.x)
+        size = sum(p.numel() for p in model.parameters())
+        self.real(model, cuts, optimizer, trial=trial, **kwargs)
+        with eval_mode(model), torch.no_grad():
+            after = model(self.x)
+        self.cuts += sum(p.numel() for p in model.parameters()) < size
+        scale = max(float(masked.abs().max()), 1.0)
+        torch.testing.assert_close(after, masked, rtol=1e-4, atol=1e-5 * scale)
+
+
+@contextmanager
+def zeroed_inputs(model, cuts):
+    """Zero, at the input of every consumer, the features a cut removes (forward pre-hooks)."""
+    handles = []
+    for (path, side), keep in cuts.items():
+        if side != "in":
+            continue
+        module = model.get_submodule(path)
+        dim = feature_dim(module)
+        gone = torch.ones(side_size(module, "in"), dtype=torch.bool)
+        gone[keep] = False
+        index = gone.nonzero().reshape(-1)
+
+        def hook(_m, args, dim=dim, index=index):
+            return (args[0].index_fill(dim, index, 0.0), *args[1:])
+
+        handles.append(module.register_forward_pre_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def check_contract(method, tmp_path, interrupt_at, monkeypatch):
+    args = [*BASE, "--method", method, *EXTRA.get(method, [])]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
+    checker = CutChecker(surgery.apply_cuts)
+    monkeypatch.setattr(surgery, "apply_cuts", checker)
     assert main(["train", *args, "--out", str(straight)]) == 0
     summary = json.loads((straight / "summary.json").read_text())
     assert summary["method"] == method and summary["steps"] == 40
     if summary["target"] is not None:  # a method that aims at a neuron sparsity reaches it
         expected = round((1 - summary["target"]) * summary["units_initial"])
         assert abs(summary["units"] - expected) <= GROUPS
+        assert checker.cuts > 0  # and each of its cuts was checked against its mask
+    assert (checker.cuts > 0) == (summary["units"] < summary["units_initial"])
+    if method == "demp":
+        assert checker.cuts > 0
 
     # the saved (possibly shrunk) model reloads into a freshly built one, outputs equal
     data = load_dataset("synthetic", None, 256, 64, 0)
@@ -57,8 +116,8 @@ def check_contract(method, tmp_path, interrupt_at):
 
 
 @pytest.mark.parametrize("method", method_names())
-def test_every_registered_method_keeps_the_contract(method, tmp_path, interrupt_at):
-    check_contract(method, tmp_path, interrupt_at)
+def test_every_registered_method_keeps_the_contract(method, tmp_path, interrupt_at, monkeypatch):
+    check_contract(method, tmp_path, interrupt_at, monkeypatch)
 
 
 # ---------------------------------------------------------------- a method in one file
@@ -113,11 +172,13 @@ def toy_method():
         yield "toy-random"
 
 
-def test_a_toy_method_registered_in_one_place_is_a_full_method(toy_method, tmp_path, interrupt_at):
+def test_a_toy_method_registered_in_one_place_is_a_full_method(
+    toy_method, tmp_path, interrupt_at, monkeypatch
+):
     # the CLI's --method choices and flags are read from the registry
     args = build_parser().parse_args(["train", "--method", "toy-random", "--toy-step", "5"])
     assert (args.method, args.toy_step) == ("toy-random", 5)
-    check_contract(toy_method, tmp_path, interrupt_at)
+    check_contract(toy_method, tmp_path, interrupt_at, monkeypatch)
 
 
 def test_the_toy_leaves_no_trace():

@@ -15,7 +15,6 @@ from .registry import (
     MethodSpec,
     get_method,
     method_names,
-    option_defaults,
     option_fields,
     register_method,
     unregistered_after,
@@ -28,6 +27,6 @@ for _name in (*_BUILTIN, *(m.name for m in pkgutil.iter_modules(__path__))):
     importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = [
-    "Method", "MethodContext", "MethodSpec", "get_method", "method_names", "option_defaults",
+    "Method", "MethodContext", "MethodSpec", "get_method", "method_names",
     "option_fields", "register_method", "unregistered_after",
 ]  # fmt: skip

@@ -104,17 +104,16 @@ def get_method(name: str) -> MethodSpec:
 
 
 def option_fields() -> dict[str, dataclasses.Field]:
-    """Every flat option of every registered method, by name (the first definition wins)."""
+    """Every flat option of every registered method, by name.
+
+    The CLI makes one flag per name (the first definition's help and type); each method
+    applies its own default to the options not given.
+    """
     out: dict[str, dataclasses.Field] = {}
     for spec in _REGISTRY.values():
         for f in dataclasses.fields(spec.options) if spec.options else ():
             out.setdefault(f.name, f)
     return out
-
-
-def option_defaults() -> dict[str, Any]:
-    """The default value of every flat method option."""
-    return {name: f.default for name, f in option_fields().items()}
 
 
 @contextmanager

@@ -119,7 +119,7 @@ def _output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
-def test_new_layer_type_is_one_row():
+def test_new_layer_type_is_one_row(tmp_path):
     model, x = _scale_net()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     _adam_step(model, opt, x)  # Adam state to slice
@@ -147,6 +147,13 @@ def test_new_layer_type_is_one_row():
     reshape_to(fresh, {k: list(v.shape) for k, v in model.state_dict().items()}, rules)
     assert fresh.scale.channels == 5
     fresh.load_state_dict(model.state_dict())
+    demp.save_checkpoint(tmp_path / "ckpt", model, opt)  # and through demp's checkpoints
+    fresh = ScaleNet().double()
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-3)
+    with pytest.raises(demp.CheckpointError, match="not a layer demp cuts"):
+        demp.load_checkpoint(tmp_path / "ckpt", fresh, fresh_opt)  # the default table
+    demp.load_checkpoint(tmp_path / "ckpt", fresh, fresh_opt, rules=rules)
+    torch.testing.assert_close(_output(fresh, x), _output(model, x), rtol=0, atol=0)
 
 
 def test_without_the_row_the_group_is_skipped():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from ...methods import method_names, option_fields
@@ -59,11 +60,33 @@ SCHEDULES = {
 }
 
 
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also yes/no, 1/0) for a method's boolean option."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+_FLAG_TYPES: dict[str, Callable[[str], Any]] = {
+    "int": int, "float": float, "str": str, "bool": parse_bool,
+}  # fmt: skip
+
+
+def flag_type(f: dataclasses.Field) -> Callable[[str], Any]:
+    """The argparse type of a method option, from its annotation (``int | None`` -> int)."""
+    annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
+    names = [part.strip() for part in annotation.split("|") if part.strip() != "None"]
+    return _FLAG_TYPES.get(names[0] if len(names) == 1 else "str", str)
+
+
 def method_options() -> list[tuple[str, str | None, str, Any, tuple | None, str]]:
     """One row per option of the registered methods (``--target``, ``--slim-lambda``...)."""
     rows = []
     for name, f in option_fields().items():
-        kind = type(f.default) if f.default is not dataclasses.MISSING else str
+        kind = flag_type(f)
         choices = f.metadata.get("choices")
         rows.append(
             (f"--{name.replace('_', '-')}", None, name, kind, choices, f.metadata.get("help", ""))

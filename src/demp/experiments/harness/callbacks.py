@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ...accounting import count_trainable
 from ...checkpoint import save_checkpoint
 from ...tracking import DeathTracker
 from .loop import Callback, StepResult, lr_of
@@ -86,7 +87,7 @@ class Metrics(Callback):
         record = {
             "kind": "step", "step": s.step, "epoch": s.step / s.spe, "lr": lr_of(s, s.step - 1),
             "loss": loss / max(n, 1), "train_acc": correct / max(n, 1),
-            "params": count_params(s), "units": s.structure.num_units,
+            "params": count_trainable(s.model), "units": s.structure.num_units,
             "penalty": s.method.penalty(), "elapsed": s.elapsed(),
         }  # fmt: skip
         s.write(record)
@@ -105,11 +106,6 @@ class Metrics(Callback):
     def on_stop(self, s: RunState) -> None:
         """Close the bar."""
         self.close()
-
-
-def count_params(s: RunState) -> int:
-    """Trainable parameters of the model now."""
-    return sum(p.numel() for p in s.model.parameters() if p.requires_grad)
 
 
 class Evaluation(Callback):

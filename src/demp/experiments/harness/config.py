@@ -24,7 +24,7 @@ from typing import Any
 
 from ...algorithm.config import DemPConfig
 from ...errors import DempError
-from ...methods import get_method, option_defaults, option_fields
+from ...methods import get_method, option_fields
 from .lr import LR_SCHEDULES
 from .optim import OPTIMIZERS
 
@@ -67,7 +67,6 @@ class TrainConfig:
         unknown = sorted(set(self.method_options) - set(option_fields()))
         if unknown:
             raise DempError(f"unknown run options: {unknown}")
-        object.__setattr__(self, "method_options", {**option_defaults(), **self.method_options})
         self.method_config()  # validates the method's name and options
         if self.optimizer not in tuple(OPTIMIZERS):
             raise DempError(
@@ -95,12 +94,18 @@ class TrainConfig:
         return max(1, round(float(self.epochs) * steps_per_epoch))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable form: method options flat, ``demp`` as a nested dict."""
+        """JSON-serializable form, ``demp`` as a nested dict.
+
+        The method's options are flat: every option of the run's method (its defaults
+        included), then any other option given.
+        """
         nested = ("demp", "method_options")
-        out = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in nested
-        }
-        out.update(self.method_options)
+        fields = [f.name for f in dataclasses.fields(self) if f.name not in nested]
+        out = {name: getattr(self, name) for name in fields}
+        options = self.method_config()
+        if not get_method(self.method).demp_config and options is not None:
+            out.update(dataclasses.asdict(options))
+        out.update({k: v for k, v in self.method_options.items() if k not in out})
         out["demp"] = self.demp.to_dict()
         return out
 

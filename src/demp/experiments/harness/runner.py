@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ...accounting import CostLedger, count_trainable, forward_flops
-from ...checkpoint import load_checkpoint
+from ...accounting import CostLedger, count_trainable
+from ...checkpoint import load_checkpoint, removal_history
 from ...errors import DempError
 from ...integrations.distributed import DDPModel, all_reduce_max
 from ...methods import MethodContext, get_method
@@ -133,6 +133,7 @@ def resume(s: RunState) -> None:
     extra = load_checkpoint(s.out / "checkpoint", s.model, s.optimizer, pruner=s.method.pruner)
     if s.method.structure is None:  # the checkpoint may have reshaped the model
         s.monitor_structure = monitored_groups(s)
+        s.monitor_structure.history = removal_history(s.out / "checkpoint")
         s.ctx.structure = s.monitor_structure
     s.step = int(extra["step"])
     s.elapsed0 = float(extra["elapsed"])
@@ -154,11 +155,11 @@ def train(s: RunState, stop_after: int | None) -> dict[str, Any]:
             f"stop-after {stop_after} must lie between the current step {s.step} "
             f"and the run's last step {s.total}"
         )
+    s.started = time.perf_counter()  # pruning at initialization counts as training time
     if s.step == 0:
         s.method.before_training(s.ctx)
     metrics = Metrics(s)
     callbacks = [MethodHooks(), DeathLog(), metrics, Evaluation(), Checkpointing()]
-    s.started = time.perf_counter()
     if not run_loop(s, callbacks, stop_after):
         return {}
     metrics.close()
@@ -186,7 +187,7 @@ def finish(s: RunState) -> dict[str, Any]:
 
 def make_summary(s: RunState, result: dict[str, float]) -> dict[str, Any]:
     """The run's summary.json: accuracy, sparsities, FLOPs ratios, time per step by phase."""
-    c, flops, params = s.config, forward_flops(s.model, s.probe[:1]), count_trainable(s.model)
+    c, flops, params = s.config, s.costs.flops_now, count_trainable(s.model)
     initial = s.costs.initial
     per_step = {k: v / max(s.step, 1) for k, v in s.seconds.items()}
     out: dict[str, Any] = {
