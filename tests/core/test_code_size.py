@@ -1,5 +1,5 @@
-"""Small files and small functions (ARCHITECTURE.md §Principles 10): every module of
-``src/demp`` is at most 400 lines and every function or method at most 60 lines."""
+"""Small files and small functions (the project's style rules): every module of ``src/demp``
+is at most 400 lines and every function or method at most 60 lines."""
 
 import ast
 from pathlib import Path

@@ -15,13 +15,14 @@ are those of the registry :data:`DATASETS` (see :mod:`.registry` to add one); bu
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import cifar, idx, mnist1d, synthetic  # noqa: F401 (importing registers the datasets)
 from .registry import (
     DATASETS,
     Augment,
@@ -31,7 +32,10 @@ from .registry import (
     RawData,
     register_dataset,
 )
-from .synthetic import synthetic_images
+
+for _module in pkgutil.iter_modules(__path__):  # every data module registers its datasets
+    importlib.import_module(f"{__name__}.{_module.name}")
+synthetic_images = importlib.import_module(f"{__name__}.synthetic").synthetic_images
 
 
 @dataclass
