@@ -113,6 +113,10 @@ def check_contract(method, tmp_path, interrupt_at, monkeypatch):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     resumed = json.loads((cut / "summary.json").read_text())
     assert resumed["units"] == summary["units"] and resumed["notes"] == summary["notes"]
+    # the removal history survives the resume (it lives in the checkpoint, not in a global)
+    history = demp.removal_history(straight / "checkpoint")
+    assert demp.removal_history(cut / "checkpoint") == history
+    assert bool(history) == (summary["units"] < summary["units_initial"])
 
 
 @pytest.mark.parametrize("method", method_names())
@@ -179,6 +183,32 @@ def test_a_toy_method_registered_in_one_place_is_a_full_method(
     args = build_parser().parse_args(["train", "--method", "toy-random", "--toy-step", "5"])
     assert (args.method, args.toy_step) == ("toy-random", 5)
     check_contract(toy_method, tmp_path, interrupt_at, monkeypatch)
+
+
+@dataclass(frozen=True)
+class OwnDefaults:
+    """A method whose defaults differ from the baselines' for a shared option name."""
+
+    target: float = 0.8
+    toy_flag: bool = False
+    toy_cap: int | None = None
+
+
+def test_each_method_applies_its_own_defaults_and_typed_flags():
+    from demp.experiments.harness.config import TrainConfig
+
+    with unregistered_after():
+        register_method("toy-defaults", options=OwnDefaults)(lambda options, ctx: Method())
+        config = TrainConfig.from_dict({"method": "toy-defaults", "steps": 1})
+        assert config.method_config() == OwnDefaults(0.8, False, None)
+        assert TrainConfig.from_dict({"method": "snap", "steps": 1}).method_config().target == 0.5
+        assert config.to_dict()["target"] == 0.8  # config.json holds the method's own values
+        args = build_parser().parse_args(
+            ["train", "--method", "toy-defaults", "--toy-flag", "false", "--toy-cap", "5"]
+        )
+        assert (args.toy_flag, args.toy_cap) == (False, 5)
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", "--toy-flag", "maybe"])
 
 
 def test_the_toy_leaves_no_trace():

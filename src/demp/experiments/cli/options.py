@@ -77,7 +77,7 @@ _FLAG_TYPES: dict[str, Callable[[str], Any]] = {
 
 def flag_type(f: dataclasses.Field) -> Callable[[str], Any]:
     """The argparse type of a method option, from its annotation (``int | None`` -> int)."""
-    annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
+    annotation = f.type.__name__ if isinstance(f.type, type) else str(f.type)  # or "X | None"
     names = [part.strip() for part in annotation.split("|") if part.strip() != "None"]
     return _FLAG_TYPES.get(names[0] if len(names) == 1 else "str", str)
 
