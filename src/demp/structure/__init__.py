@@ -4,13 +4,15 @@
 - :mod:`.trace`: Torch-Pruning's dependency graph turned into a structure.
 - :mod:`.verify`: trial cuts that skip the groups whose removal would not be exact.
 - :mod:`.build`: the three together, with one :class:`StructureOptions`.
+- :mod:`.costs`: what removing units saves (parameters, units, FLOPs), exactly.
 """
 
 from .build import StructureOptions, build_checked_structure
+from .costs import METRICS, CostModel, Metric
 from .groups import ChannelGroup, Slot, Structure
 from .trace import build_structure
 
 __all__ = [
-    "ChannelGroup", "Slot", "Structure", "StructureOptions", "build_checked_structure",
-    "build_structure",
+    "METRICS", "ChannelGroup", "CostModel", "Metric", "Slot", "Structure", "StructureOptions",
+    "build_checked_structure", "build_structure",
 ]  # fmt: skip
