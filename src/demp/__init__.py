@@ -27,14 +27,17 @@ from .errors import (
     UnsupportedGroupError,
     UnsupportedOptimizerError,
 )
+from .ops.select import ChannelSelect
 from .schedules import Constant, CosineDecay, OneCycle, Warmup
 from .structure import (
     ChannelGroup,
+    ResidualReport,
     Slot,
     Structure,
     StructureOptions,
     build_checked_structure,
     build_structure,
+    decouple_residuals,
 )
 from .surgery import Decision, GroupCut, SurgeryReport, remove_units
 from .tracking import DeathRecord, DeathTracker, overlap_ratio, revivals
@@ -44,6 +47,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationMonitor",
     "ChannelGroup",
+    "ChannelSelect",
     "CheckpointError",
     "Constant",
     "CosineDecay",
@@ -59,6 +63,7 @@ __all__ = [
     "OneCycle",
     "ProbeError",
     "PrunerSummary",
+    "ResidualReport",
     "Slot",
     "StaleStructureError",
     "Structure",
@@ -70,6 +75,7 @@ __all__ = [
     "build_checked_structure",
     "build_structure",
     "count_trainable",
+    "decouple_residuals",
     "find_dead",
     "forward_flops",
     "load_checkpoint",

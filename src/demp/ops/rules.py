@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from .select import ChannelSelect, selection_sizes
 from .table import Kind, LayerRule, LayerRules, Side
 
 __all__ = [
@@ -189,10 +190,22 @@ BUILTIN_ROWS: tuple[LayerRule, ...] = (
         reason=_group_norm_reason,
         inexact=True,
     ),
+    LayerRule(  # a residual block's identity shortcut (demp.decouple_residuals)
+        types=(ChannelSelect,),
+        kind="root",
+        out_tensors=(("selection", 0),),
+        in_tensors=(("selection", 1),),
+        size_attributes=("in_channels", "out_channels"),
+        sync=selection_sizes,
+        out_size=attrgetter("out_channels"),
+        in_size=attrgetter("in_channels"),
+        feature_dim=1,
+    ),
 )
 
 DEFAULT_RULES = LayerRules(BUILTIN_ROWS)
-"""The built-in table: Linear, Conv1d/2d/3d, BatchNorm1d/2d/3d, LayerNorm, GroupNorm."""
+"""The built-in table: Linear, Conv1d/2d/3d, BatchNorm1d/2d/3d, LayerNorm, GroupNorm and
+:class:`~demp.ops.select.ChannelSelect` (the cuttable identity shortcut)."""
 
 
 # --- lookups --------------------------------------------------------------------------

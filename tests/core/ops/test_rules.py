@@ -24,6 +24,7 @@ from demp.ops.rules import (
     size_attributes,
     sync_attributes,
 )
+from demp.ops.select import ChannelSelect
 from demp.ops.slicing import apply_cuts
 from demp.structure.verify import _restored
 
@@ -211,7 +212,7 @@ def test_feature_dim():
 
 
 def test_table_lookups_and_immutability():
-    assert set(root_types()) == {nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d}
+    assert set(root_types()) == {nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, ChannelSelect}
     assert set(norm_types()) == {
         nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
     }  # fmt: skip
@@ -260,6 +261,7 @@ INSTANCES = [
     nn.LayerNorm(6),
     nn.GroupNorm(6, 6),
     nn.GroupNorm(1, 6),
+    ChannelSelect.identity(6),
 ]
 
 
