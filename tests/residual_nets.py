@@ -12,6 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import demp
+from demp.experiments.models import resnet as zoo
+
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -126,3 +129,64 @@ def randomize_bn(model: nn.Module, generator: torch.Generator) -> None:
                 m.bias.copy_(torch.randn(n, generator=generator) * 0.5)
                 m.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
                 m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+
+
+BLOCKS = {
+    "zoo-basic": (zoo.BasicBlock, "zoo"),
+    "zoo-bottleneck": (zoo.Bottleneck, "zoo"),
+    "tv-basic": (TVBasicBlock, "tv"),
+    "tv-bottleneck": (TVBottleneck, "tv"),
+}
+DEAD = -1e6  # a BatchNorm bias that keeps a unit below zero whatever its shortcut adds
+
+
+def make(kind: str, layers: tuple[int, ...], width: int, seed: int) -> nn.Module:
+    """A float64 residual net in eval mode, BatchNorms randomized (channels all differ)."""
+    block, family = BLOCKS[kind]
+    torch.manual_seed(seed)
+    if family == "zoo":
+        model = zoo.ResNet(block, layers, num_classes=5, width=width)
+    else:
+        model = TVResNet(block, layers, width=width)
+    randomize_bn(model.double(), torch.Generator().manual_seed(seed))
+    return model.eval()
+
+
+def inputs(seed: int, n: int = 4, side: int = 16) -> torch.Tensor:
+    return torch.randn(n, 3, side, side, generator=torch.Generator().manual_seed(seed)).double()
+
+
+def out(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+def layout(model: nn.Module) -> list[tuple[str, int]]:
+    return [(p, id(m)) for p, m in model.named_modules()]
+
+
+def kill(model: nn.Module, group: demp.ChannelGroup, units) -> None:
+    """Make ``units`` of ``group`` exactly zero after their ReLU, on any input.
+
+    Producing convs get zero rows, BatchNorms scale 0 and bias -1e6 (more negative than
+    any shortcut adds); selections are left alone.
+    """
+    idx = torch.as_tensor(list(units), dtype=torch.long)
+    with torch.no_grad():
+        for slot in group.slots:
+            module = model.get_submodule(slot.path)
+            if slot.role == "consumer" or isinstance(module, demp.ChannelSelect):
+                continue
+            rows = slot.index[idx].reshape(-1)
+            module.weight[rows] = 0
+            if module.bias is not None:
+                module.bias[rows] = DEAD
+
+
+def group_with(structure: demp.Structure, path: str, role: str = "producer") -> str:
+    (name,) = [
+        n
+        for n, g in structure.groups.items()
+        if any((s.path, s.role) == (path, role) for s in g.slots)
+    ]
+    return name

@@ -6,71 +6,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from residual_nets import TVBasicBlock, TVBottleneck, TVResNet, randomize_bn
-from torch import nn
+from residual_nets import BLOCKS, DEAD, group_with, inputs, kill, layout, make, out
 
 import demp
-from demp.experiments.models import resnet as zoo
-
-BLOCKS = {
-    "zoo-basic": (zoo.BasicBlock, "zoo"),
-    "zoo-bottleneck": (zoo.Bottleneck, "zoo"),
-    "tv-basic": (TVBasicBlock, "tv"),
-    "tv-bottleneck": (TVBottleneck, "tv"),
-}
-DEAD = -1e6  # a BatchNorm bias that keeps a unit below zero whatever its shortcut adds
-
-
-def make(kind: str, layers: tuple[int, ...], width: int, seed: int) -> nn.Module:
-    """A float64 residual net in eval mode, BatchNorms randomized (channels all differ)."""
-    block, family = BLOCKS[kind]
-    torch.manual_seed(seed)
-    if family == "zoo":
-        model = zoo.ResNet(block, layers, num_classes=5, width=width)
-    else:
-        model = TVResNet(block, layers, width=width)
-    randomize_bn(model.double(), torch.Generator().manual_seed(seed))
-    return model.eval()
-
-
-def inputs(seed: int, n: int = 4, side: int = 16) -> torch.Tensor:
-    return torch.randn(n, 3, side, side, generator=torch.Generator().manual_seed(seed)).double()
-
-
-def out(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x)
-
-
-def layout(model: nn.Module) -> list[tuple[str, int]]:
-    return [(p, id(m)) for p, m in model.named_modules()]
-
-
-def kill(model: nn.Module, group: demp.ChannelGroup, units) -> None:
-    """Make ``units`` of ``group`` exactly zero after their ReLU, on any input.
-
-    Producing convs get zero rows, BatchNorms scale 0 and bias -1e6 (more negative than
-    any shortcut adds); selections are left alone.
-    """
-    idx = torch.as_tensor(list(units), dtype=torch.long)
-    with torch.no_grad():
-        for slot in group.slots:
-            module = model.get_submodule(slot.path)
-            if slot.role == "consumer" or isinstance(module, demp.ChannelSelect):
-                continue
-            rows = slot.index[idx].reshape(-1)
-            module.weight[rows] = 0
-            if module.bias is not None:
-                module.bias[rows] = DEAD
-
-
-def group_with(structure: demp.Structure, path: str, role: str = "producer") -> str:
-    (name,) = [
-        n
-        for n, g in structure.groups.items()
-        if any((s.path, s.role) == (path, role) for s in g.slots)
-    ]
-    return name
 
 
 def test_zoo_resnet_decouples_exactly_and_groups_per_block():
