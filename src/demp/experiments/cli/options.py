@@ -10,6 +10,7 @@ from typing import Any
 from ...methods import method_names, option_fields
 from ...schedules import Constant, CosineDecay, OneCycle, Warmup
 from ..data import DATASETS
+from ..harness.config import RESIDUAL_MODES
 from ..harness.lr import LR_SCHEDULES
 from ..harness.optim import OPTIMIZERS
 
@@ -22,6 +23,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--model", None, "model", str, None, "registry model (mlp, mlp-bn, resnet18, resnet34, resnet50, vgg16, cnn1d, resnet1d, vit)"),
     ("--width", None, "width", float, None, "width multiplier (1.0 = standard)"),
     ("--activation", None, "activation", str, ("relu", "leaky_relu", "gelu", "silu"), "activation"),
+    ("--residual", None, "residual", str, RESIDUAL_MODES, "residual units: one group per stream (coupled) or per block (demp.decouple_residuals)"),
     ("--method", None, "method", str, None, "training method (the registered methods)"),
     ("--optimizer", None, "optimizer", str, tuple(OPTIMIZERS), "optimizer"),
     ("--lr", None, "lr", float, None, "learning rate"),

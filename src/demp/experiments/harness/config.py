@@ -28,6 +28,10 @@ from ...methods import get_method, option_fields
 from .lr import LR_SCHEDULES
 from .optim import OPTIMIZERS
 
+RESIDUAL_MODES = ("coupled", "per-block")
+"""``residual``: one channel group per residual stream (as traced), or per block
+(:func:`demp.decouple_residuals`, applied right after the model is built)."""
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -45,6 +49,7 @@ class TrainConfig:
     model: str = "resnet18"
     width: float = 0.25
     activation: str = "relu"
+    residual: str = "coupled"
     method: str = "demp"
     optimizer: str = "adam"
     lr: float = 5e-3
@@ -71,6 +76,10 @@ class TrainConfig:
         if self.optimizer not in tuple(OPTIMIZERS):
             raise DempError(
                 f"optimizer must be one of {', '.join(tuple(OPTIMIZERS))}, got {self.optimizer!r}"
+            )
+        if self.residual not in RESIDUAL_MODES:
+            raise DempError(
+                f"residual must be one of {', '.join(RESIDUAL_MODES)}, got {self.residual!r}"
             )
         if self.lr_schedule not in LR_SCHEDULES:
             raise DempError(

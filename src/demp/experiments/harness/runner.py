@@ -24,7 +24,7 @@ from ...checkpoint import load_checkpoint, removal_history
 from ...errors import DempError
 from ...integrations.distributed import DDPModel, all_reduce_max
 from ...methods import MethodContext, get_method
-from ...structure import Structure, build_checked_structure
+from ...structure import Structure, build_checked_structure, decouple_residuals
 from ..data import load_dataset
 from ..models import build_model
 from .callbacks import (
@@ -66,6 +66,7 @@ def build_run(config: TrainConfig, out: Path, progress: bool) -> RunState:
     total = config.total_steps(spe)
     model = build_model(config.model, data.num_classes, data.input_shape, config.width,
                         config.activation).to(device)  # fmt: skip
+    residuals = per_block_residuals(model, data.train_x[:2].to(device), config.residual)
     optimizer = make_optimizer(config, model)
     probe = data.probe(config.demp.probe_size).to(device)
     ctx = MethodContext(model, optimizer, total, spe, ranks.shard(probe), config.batch_size,
@@ -77,9 +78,27 @@ def build_run(config: TrainConfig, out: Path, progress: bool) -> RunState:
     if method.structure is None:
         s.monitor_structure = monitored_groups(s)
     s.notes = [data.note] if data.note else []
+    s.notes += [residuals] if residuals else []
     s.costs = CostLedger.start(model, probe[:1], s.structure.num_units)
     _connect(s)
     return s
+
+
+def per_block_residuals(model: torch.nn.Module, example: torch.Tensor, mode: str) -> str:
+    """``--residual per-block``: give each residual block its own post-add units.
+
+    Applied to every freshly built model, so a resumed run's checkpoint loads into the same
+    layout. Returns a note for the run (empty when nothing was left coupled or in
+    ``coupled`` mode).
+    """
+    if mode != "per-block":
+        return ""
+    report = decouple_residuals(model, example)
+    if not report.coupled:
+        return ""
+    return f"--residual per-block: {report}; " + "; ".join(
+        f"{k}: {v}" for k, v in list(report.coupled.items())[:3]
+    )
 
 
 def monitored_groups(s: RunState) -> Structure:
