@@ -68,20 +68,38 @@ class _OneLevel(fx.Tracer):
         return not (type(m) is nn.Sequential and len(m) > 0)
 
 
-def trace_block(module: nn.Module) -> tuple[fx.Graph, dict[str, Any]]:
-    """Trace ``module``'s own forward; return its graph and the constants fx had to add.
+@dataclass
+class Traced:
+    """A block's own forward as traced in eval mode.
 
-    fx stores tensor constants of the forward as new attributes of the module; they are
-    taken off again (the module is left as it was) and returned.
+    Attributes:
+        graph: The graph (children are leaves, non-empty ``nn.Sequential`` inlined).
+        constants: Tensor constants fx had to add to the module (taken off it again).
+        mode_dependent: The forward traces differently in training mode (``if
+            self.training``, ``F.dropout(..., training=self.training)``): a rewritten
+            forward would freeze one mode.
+
     """
-    before = set(vars(module))
+
+    graph: fx.Graph
+    constants: dict[str, Any]
+    mode_dependent: bool
+
+
+def trace_block(module: nn.Module) -> Traced:
+    """Trace ``module``'s own forward in both modes; the module is left as it was."""
+    before, mode = set(vars(module)), module.training
     try:
+        module.training = True
+        train_code = _OneLevel().trace(module).python_code("self").src
+        module.training = False
         graph = _OneLevel().trace(module)
     finally:
+        module.training = mode
         added = {k: vars(module)[k] for k in set(vars(module)) - before}
         for key in added:
             delattr(module, key)
-    return graph, added
+    return Traced(graph, added, graph.python_code("self").src != train_code)
 
 
 def add_nodes(graph: fx.Graph) -> list[fx.Node]:

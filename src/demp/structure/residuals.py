@@ -27,7 +27,16 @@ from ..batches import Batch, call_model, device_dtype, eval_mode, to_device
 from ..errors import DempError
 from ..ops.rules import DEFAULT_RULES
 from ..ops.select import ChannelSelect
-from .residual_graph import BlockView, Site, add_nodes, classify, clone, replay, trace_block
+from .residual_graph import (
+    BlockView,
+    Site,
+    Traced,
+    add_nodes,
+    classify,
+    clone,
+    replay,
+    trace_block,
+)
 
 
 @dataclass
@@ -135,7 +144,9 @@ def _shared(model: nn.Module) -> set[int]:
     return {k for k, n in seen.items() if n > 1}
 
 
-def _record(model: nn.Module, blocks: list[nn.Module], example: Batch) -> tuple[dict, Any]:
+def _record(
+    model: nn.Module, blocks: list[nn.Module], example: Batch
+) -> tuple[dict[nn.Module, _Call], Any]:
     """Run the model once; note each block's first inputs and output, and its call count."""
     calls: dict[nn.Module, _Call] = {}
 
@@ -167,13 +178,14 @@ def _plan(
         return None  # never called: nothing of it reaches the output
     label = path or "<model>"
     try:
-        graph, constants = trace_block(module)
+        traced = trace_block(module)
     except Exception as err:  # noqa: BLE001 - any tracing failure means "cannot look inside"
         report.coupled[label] = (
             f"torch.fx cannot trace {type(module).__name__}.forward "
             f"({type(err).__name__}: {_first_line(err)}): any residual add in it stays coupled"
         )
         return None
+    graph = traced.graph
     adds = add_nodes(graph)
     if not adds:
         return None
@@ -189,7 +201,7 @@ def _plan(
     for add in adds:
         verdict = classify(add, view)
         if isinstance(verdict, Site):
-            reason = _block_reason(path, module, call, verdict, constants, shared)
+            reason = _block_reason(path, module, call, verdict, traced, shared)
             if reason is None:
                 sites.append(verdict)
             else:
@@ -204,7 +216,7 @@ def _plan(
 
 
 def _block_reason(
-    path: str, module: nn.Module, call: _Call, site: Site, constants: dict, shared: set[int]
+    path: str, module: nn.Module, call: _Call, site: Site, traced: Traced, shared: set[int]
 ) -> str | None:
     """Why this block cannot take a selection on ``site``'s shortcut, or None."""
     if call.count > 1:
@@ -220,7 +232,9 @@ def _block_reason(
         return "the block sits at several places of the model"
     if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks:
         return "the block has hooks, which a rewritten forward would lose"
-    if constants or module._non_persistent_buffers_set:
+    if traced.mode_dependent:
+        return "the block's forward depends on the training mode (a rewrite would freeze one)"
+    if traced.constants or module._non_persistent_buffers_set:
         return "the block's forward uses tensor constants or non-persistent buffers"
     nodes = site.add.graph.nodes
     used = {n.target.split(".")[0] for n in nodes if n.op in ("call_module", "get_attr")}

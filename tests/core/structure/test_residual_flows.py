@@ -122,6 +122,13 @@ class DataDependent(PoolShortcut):
         return torch.relu(h)
 
 
+class ModeDependent(PoolShortcut):
+    def forward(self, x):
+        h = functional.dropout(self.bn(self.conv(x)), 0.5, self.training)
+        h += x
+        return torch.relu(h)
+
+
 class IdentityBlock(PoolShortcut):
     def forward(self, x):
         return torch.relu(self.bn(self.conv(x)) + x)
@@ -161,6 +168,7 @@ REFUSED = {
     "in-place": (lambda: Net(InPlaceIntoShortcut()), "block:add_", "in-place add writes into"),
     "untraceable": (lambda: Net(DataDependent()), "block", "torch.fx cannot trace DataDependent"),
     "top-level": (TopLevelAdd, "<model>:add", "the model's own forward"),
+    "mode": (lambda: Net(ModeDependent()), "block:add", "depends on the training mode"),
     "twice": (lambda: Net(IdentityBlock(), twice=True), "block:add", "runs 2 times"),
 }
 
