@@ -81,6 +81,7 @@ class _Plan:
     graph: fx.Graph
     sites: list[Site]
     labels: dict[fx.Node, str]
+    training: bool = True  # the block's mode before decoupling (new modules take it)
 
 
 def decouple_residuals(model: nn.Module, example_inputs: Batch) -> ResidualReport:
@@ -113,6 +114,7 @@ def decouple_residuals(model: nn.Module, example_inputs: Batch) -> ResidualRepor
     device, dtype = device_dtype(model)
     example = to_device(example_inputs, device, dtype)
     report = ResidualReport()
+    modes = {m: m.training for m in model.modules()}  # new modules take their block's
     with eval_mode(model), torch.no_grad():
         blocks = {p: m for p, m in model.named_modules() if _own_code(m)}
         calls, reference = _record(model, list(blocks.values()), example)
@@ -121,6 +123,7 @@ def decouple_residuals(model: nn.Module, example_inputs: Batch) -> ResidualRepor
         undo: list[tuple[nn.Module, str, nn.Module]] = []
         try:
             for plan in filter(None, plans):
+                plan.training = modes[plan.module]
                 _apply_checked(model, plan, calls[plan.module], report, undo)
             if not _same(call_model(model, example), reference):
                 raise DempError("decoupling changed the model's output; the model is unchanged")
@@ -278,6 +281,7 @@ def _rewrite(
     inserted: dict[str, ChannelSelect] = {}
     for site in plan.sites:
         select = ChannelSelect.identity(site.channels, dtype=site.dtype, device=site.device)
+        select.training = plan.training
         if site.swap is not None:
             owner_path, _, name = site.swap.rpartition(".")
             owner = plan.module.get_submodule(owner_path)
@@ -294,6 +298,7 @@ def _rewrite(
     if not inserted:
         return plan.module, where
     new = _graph_module(plan.module, plan.graph, inserted)
+    new.training = plan.training
     parent_path, _, name = plan.path.rpartition(".")
     parent = model.get_submodule(parent_path)
     undo.append((parent, name, plan.module))
@@ -319,7 +324,6 @@ def _graph_module(
     ):
         own.clear()
         own.update(theirs)  # the block's own containers, in its order, not fx's copies
-    new.train(module.training)
     for key, value in vars(module).items():
         if not key.startswith("_") and not hasattr(new, key):
             setattr(new, key, value)  # plain settings of the block (stride...)

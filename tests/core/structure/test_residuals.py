@@ -127,3 +127,16 @@ def test_random_residual_nets_stay_exact_through_decoupling_and_cuts(
     assert (out(model, x) - reference).abs().max() < 1e-10
     fresh = demp.build_checked_structure(model, x)
     assert fresh.widths() == structure.widths()
+
+
+@pytest.mark.parametrize("kind", ["zoo-basic", "tv-basic"])
+def test_modes_are_kept_and_new_modules_take_their_blocks(kind):
+    model = make(kind, (1, 1), 2, 9).train()
+    model.layers[1].eval()
+    x = inputs(9, side=32)
+    running = {k: b.clone() for k, b in model.named_buffers()}
+    demp.decouple_residuals(model, x)
+    assert model.training and all(m.training for m in model.layers[0].modules())
+    assert not any(m.training for m in model.layers[1].modules())
+    after = dict(model.named_buffers())
+    assert all(torch.equal(b, after[k]) for k, b in running.items())  # it ran in eval mode
