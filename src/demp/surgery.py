@@ -91,6 +91,7 @@ def remove_units(
     min_units: int = 1,
     round_to: int | None = None,
     scores: Mapping[str, torch.Tensor] | None = None,
+    floors: Mapping[str, int] | None = None,
 ) -> SurgeryReport:
     """Remove units from ``model`` (and ``optimizer``'s state) in place.
 
@@ -110,17 +111,17 @@ def remove_units(
         round_to: Keep group widths at multiples of this (most active dead units kept).
         scores: For a mapping request, each unit's score (the guards keep the best);
             a :class:`DeadUnits` brings its own activity scores.
+        floors: Group name -> fewest units to leave there (on top of ``min_units``).
 
     Returns:
         A :class:`SurgeryReport`.
-
     """
     start = time.perf_counter()
     structure, request, own_scores = _resolve(dead, structure)
     scores = dict(scores or {}) if isinstance(dead, Mapping) else own_scores
     structure.check_matches(model)
     check_optimizer(optimizer)
-    removed = plan_removal(structure, request, scores, min_units, round_to)
+    removed = plan_removal(structure, request, scores, min_units, round_to, floors)
     units_before, params_before = structure.num_units, count_trainable(model)
     widths = structure.widths()
     cuts = {
@@ -182,11 +183,12 @@ def plan_removal(
     scores: Mapping[str, torch.Tensor],
     min_units: int,
     round_to: int | None,
+    floors: Mapping[str, int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Apply the guards to a request (group name -> bool mask) and return removed indices.
 
-    Units kept beyond the live ones (for ``min_units`` / ``round_to``) are the dead units
-    with the highest ``scores`` (ties: lowest index).
+    Units kept beyond the live ones (for ``min_units`` / ``floors`` / ``round_to``) are the
+    dead units with the highest ``scores`` (ties: lowest index).
     """
     if min_units < 1:
         raise DempError(f"min_units must be >= 1 (a group is never emptied), got {min_units}")
@@ -200,7 +202,7 @@ def plan_removal(
                 f"mask for group {name!r} has shape {tuple(mask.shape)}, need ({width},)"
             )
         live = int((~mask).sum())
-        target = max(live, min_units)
+        target = max(live, min_units, (floors or {}).get(name, 0))
         if round_to:
             target = -(-target // round_to) * round_to
         target = min(target, width)

@@ -8,8 +8,9 @@ from typing import Any
 from ..death.criteria import Criterion
 from ..schedules import Constant, CosineDecay, OneCycle, Schedule, Warmup
 from ..structure import StructureOptions
+from ..structure.costs import METRICS, Metric
 from .noise import NoiseKind
-from .regularizer import RegKind, RegTarget
+from .regularizer import RegKind, RegTarget, RegWeighting
 
 _SCHEDULES = {c.__name__: c for c in (OneCycle, Constant, Warmup, CosineDecay)}
 
@@ -42,6 +43,25 @@ class DemPConfig:
         ignored_layers: Module paths whose outputs are never cut (output layers always are).
         allow_inexact_norm: Accept LayerNorm/GroupNorm over pruned channels.
         seed: Seed of the noise generator.
+        target_sparsity: DemP+: the sparsity to reach (None: the plain algorithm, whose
+            size follows ``reg_strength``). A feedback controller then drives the strength
+            (:mod:`demp.algorithm.controller`), removal never cuts past the target, and
+            ``reg_strength`` is only the controller's starting point.
+        target_metric: What ``target_sparsity`` measures: ``"weight"`` (1 - trainable
+            parameters / initial), ``"neuron"`` (units of the prunable groups) or
+            ``"flops"`` (1 - forward FLOPs / initial).
+        target_reach: The controller's reference sparsity rises linearly from 0 at step 0
+            to the target at this fraction of the run (deaths must come while the
+            learning rate is high).
+        target_release: Once the target is reached, the strength (and the noise) decay to
+            zero along a half cosine over this fraction of the run.
+        reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
+            its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
+            consumers' input columns included), normalized to mean 1 and recomputed after
+            every removal (MorphNet's resource weighting); ``"uniform"``: the paper's
+            Lasso(gamma).
+        min_fraction: DemP+: never cut a group below this fraction of its initial width
+            (a floor next to ``min_units``).
     """
 
     reg: RegKind = "l1"
@@ -62,12 +82,21 @@ class DemPConfig:
     ignored_layers: tuple[str, ...] = ()
     allow_inexact_norm: bool = False
     seed: int = 0
+    target_sparsity: float | None = None
+    target_metric: Metric = "weight"
+    target_reach: float = 0.3
+    target_release: float = 0.05
+    reg_weighting: RegWeighting = "uniform"
+    min_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("reg", self.reg, ("l1", "l2", "off"))
         _choice("reg_target", self.reg_target, ("norm_scale", "all"))
         _choice("noise", self.noise, ("asymmetric", "symmetric", "off"))
         _choice("criterion", self.criterion, ("zero", "eps", "nonpositive"))
+        _choice("target_metric", self.target_metric, METRICS)
+        _choice("reg_weighting", self.reg_weighting, ("uniform", "params", "flops"))
+        self._check_steering()
         for name in ("reg_strength", "noise_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"DemPConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -86,6 +115,23 @@ class DemPConfig:
             if value is not None and not callable(value):
                 raise ValueError(f"DemPConfig.{name} must be callable (step, total_steps)")
         object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
+
+    def _check_steering(self) -> None:
+        target = self.target_sparsity
+        if target is not None and not 0.0 < target < 1.0:
+            raise ValueError(f"DemPConfig.target_sparsity must be in (0, 1), got {target}")
+        if target is not None and not self.dynamic:
+            raise ValueError("DemPConfig.target_sparsity needs dynamic=True (it steers removals)")
+        for name in ("target_reach", "target_release"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"DemPConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.min_fraction < 1.0:
+            raise ValueError(f"DemPConfig.min_fraction must be in [0, 1), got {self.min_fraction}")
+        if self.reg_weighting != "uniform" and self.reg_target != "norm_scale":
+            raise ValueError(
+                "DemPConfig.reg_weighting weighs normalization scales: it needs "
+                f"reg_target='norm_scale', got {self.reg_target!r}"
+            )
 
     def structure_options(self) -> StructureOptions:
         """The options of the channel-group tracing these settings ask for."""

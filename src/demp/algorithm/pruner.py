@@ -31,6 +31,7 @@ from ..surgery import SurgeryReport, remove_units
 from .config import DemPConfig
 from .noise import NoiseInjector
 from .regularizer import add_penalty_gradient, penalty, regularized_parameters
+from .steering import Steering
 from .summary import PrunerSummary
 
 StructureCallback = Callable[["DemonPruner", SurgeryReport], None]
@@ -103,6 +104,10 @@ class DemonPruner:
         device, dtype = device_dtype(model)
         example = to_device(take(self._probe[0], 1), device, dtype)
         self.costs = CostLedger.start(model, example, self.structure.num_units)
+        self.steering = Steering(
+            self.config, model, self.structure, example, self.total_steps, self.costs
+        )
+        self._weights = self.steering.reg_weights(self._reg_params)
         self._masks: list[torch.Tensor | None] | None = None
         self._last_report: SurgeryReport | None = None
         self._started = self._last_event = time.perf_counter()
@@ -141,8 +146,8 @@ class DemonPruner:
             )
         else:
             self._masks = self.noise.masks(self._params)
-            strength = self.config.reg_strength * self.config.schedule(self.step, self.total_steps)
-            add_penalty_gradient(self._reg_params, self.config.reg, strength)
+            strength = self.reg_strength_at(self.step)
+            add_penalty_gradient(self._reg_params, self.config.reg, strength, self._weights)
         self.seconds["regularizer"] += time.perf_counter() - start
 
     def _after_step(self, _opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
@@ -168,17 +173,17 @@ class DemonPruner:
 
     # ----------------------------------------------------------------- public API
     def reg_strength_at(self, step: int) -> float:
-        """Return the regularization strength lambda_t at ``step``."""
-        return self.config.reg_strength * self.config.schedule(step, self.total_steps)
+        """Return the regularization strength lambda_t at ``step`` (controlled with a target)."""
+        return self.config.reg_strength * self.steering.strength(step)
 
     def noise_std_at(self, step: int) -> float:
         """Return the noise standard deviation sigma_t at ``step``."""
-        schedule = self.config.noise_schedule or self.config.schedule
-        return self.config.noise_std * schedule(step, self.total_steps)
+        return self.config.noise_std * self.steering.noise(step)
 
     def penalty(self) -> float:
         """Return the current regularization term ``lambda_t * R(params)`` (for logging)."""
-        return penalty(self._reg_params, self.config.reg, self.reg_strength_at(self.step))
+        strength = self.reg_strength_at(self.step)
+        return penalty(self._reg_params, self.config.reg, strength, self._weights)
 
     def prune_now(self) -> SurgeryReport:
         """Run a death check on the probe set and remove the dead units now."""
@@ -193,19 +198,18 @@ class DemonPruner:
             sync=self.sync,
         )
         checked = time.perf_counter()
+        removed = self.steering.plan(dead)
         report = remove_units(
-            self.model,
-            dead,
-            self.optimizer,
-            min_units=self.config.min_units,
-            round_to=self.config.round_to,
+            self.model, removed, self.optimizer, structure=self.structure, scores=dead.unit_scores()
         )
         if report.removed:
             self.costs.remeasure(self.model)
+            self._weights = self.steering.reg_weights(self._reg_params)
         done = time.perf_counter()
         self.seconds["check"] += checked - start
         self.seconds["surgery"] += done - checked
-        self._record(report, dead.num_dead, checked - start, done - checked)
+        steered = self.steering.after_check(self.step)
+        self._record(report, dead.num_dead, checked - start, done - checked, steered)
         self._last_report = report
         if report.removed:
             for callback in self.callbacks:
@@ -273,6 +277,7 @@ class DemonPruner:
             "widths": self.structure.widths(),
             "removals": [dict(e) for e in self.structure.history],
             "config": self.config.to_dict(),
+            "steering": self.steering.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -296,12 +301,17 @@ class DemonPruner:
         self.history = [dict(e) for e in state["history"]]
         self.seconds = {k: float(state["seconds"].get(k, 0.0)) for k in PHASES}
         self.costs.load_state_dict(state, self.model)
+        self.steering.rebind(self.structure)
+        self.steering.load_state_dict(state.get("steering", {}))
+        self._weights = self.steering.reg_weights(self._reg_params)
 
     # ----------------------------------------------------------------- helpers
     def _build_structure(self) -> Structure:
         return build_checked_structure(self.model, self._probe, self.config.structure_options())
 
-    def _record(self, report: SurgeryReport, dead: int, check_s: float, cut_s: float) -> None:
+    def _record(
+        self, report: SurgeryReport, dead: int, check_s: float, cut_s: float, steered: dict
+    ) -> None:
         now = time.perf_counter()
         self.history.append(
             {
@@ -315,6 +325,8 @@ class DemonPruner:
                 "seconds_since_last": now - self._last_event,
                 "check_seconds": check_s,
                 "surgery_seconds": cut_s,
+                "lambda": self.reg_strength_at(self.step),
+                **steered,
             }
         )
         self._last_event = now

@@ -19,6 +19,8 @@ from ..ops.rules import DEFAULT_RULES, LayerRules
 
 RegKind = Literal["l1", "l2", "off"]
 RegTarget = Literal["norm_scale", "all"]
+RegWeighting = Literal["uniform", "params", "flops"]
+Weights = list[torch.Tensor | None] | None
 
 
 def regularized_parameters(
@@ -42,25 +44,39 @@ def regularized_parameters(
     return params
 
 
-def add_penalty_gradient(params: list[nn.Parameter], kind: RegKind, strength: float) -> None:
-    """Add ``strength * d R / d p`` to each parameter's ``.grad`` (skipping None grads)."""
+def add_penalty_gradient(
+    params: list[nn.Parameter], kind: RegKind, strength: float, weights: Weights = None
+) -> None:
+    """Add ``strength * d R / d p`` to each parameter's ``.grad`` (skipping None grads).
+
+    ``weights`` (one tensor per parameter, or None for weight 1) make the penalty
+    ``sum w |p|`` (l1) or ``0.5 * sum w p^2`` (l2).
+    """
     if kind == "off" or strength == 0.0:
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    values = [p.detach() for p in params if p.grad is not None]
-    if not grads:
+    chosen = [i for i, p in enumerate(params) if p.grad is not None]
+    if not chosen:
         return
-    terms = torch._foreach_sign(values) if kind == "l1" else values
-    torch._foreach_add_(grads, terms, alpha=strength)
+    grads = [params[i].grad for i in chosen]
+    values = [params[i].detach() for i in chosen]
+    terms = list(torch._foreach_sign(values)) if kind == "l1" else list(values)
+    if weights is not None:
+        for k, i in enumerate(chosen):
+            if weights[i] is not None:
+                terms[k] = terms[k] * weights[i]
+    torch._foreach_add_(grads, terms, alpha=strength)  # type: ignore[arg-type]
 
 
-def penalty(params: list[nn.Parameter], kind: RegKind, strength: float) -> float:
-    """Return ``strength * R(params)``: ``sum |p|`` (l1) or ``0.5 * sum p^2`` (l2)."""
+def penalty(
+    params: list[nn.Parameter], kind: RegKind, strength: float, weights: Weights = None
+) -> float:
+    """Return ``strength * R(params)``: ``sum w |p|`` (l1) or ``0.5 * sum w p^2`` (l2)."""
     if kind == "off" or not params:
         return 0.0
+    total = 0.0
     with torch.no_grad():
-        if kind == "l1":
-            total = sum(float(p.abs().sum()) for p in params)
-        else:
-            total = 0.5 * sum(float(p.pow(2).sum()) for p in params)
+        for i, p in enumerate(params):
+            term = p.abs() if kind == "l1" else 0.5 * p.pow(2)
+            w = weights[i] if weights is not None else None
+            total += float((term * w).sum() if w is not None else term.sum())
     return strength * total

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base import Method, MethodContext
-from .common import Scorer, check_target, prune_iteratively, target_field
+from .common import Scorer, check_target, prune_iteratively, target_field, target_metric_field
 from .registry import register_method
 from .scores import crops_scores, snap_scores
 
@@ -19,12 +19,13 @@ class AtInitOptions:
     """Options of the pruning-at-initialization baselines."""
 
     target: float = target_field()
+    target_metric: str = target_metric_field()
     score_batches: int = field(
         default=10, metadata={"help": "baselines: training batches for SNAP/CroP-S scores"}
     )
 
     def __post_init__(self) -> None:
-        check_target(self.target)
+        check_target(self.target, self.target_metric)
         if self.score_batches < 1:
             raise ValueError(f"score_batches must be >= 1, got {self.score_batches}")
 
@@ -37,10 +38,11 @@ class AtInit(Method):
 
     def before_training(self, ctx: MethodContext) -> None:
         """Prune before training."""
-        prune_iteratively(ctx, self.scorer, self.options.target, self.options.score_batches)
+        o = self.options
+        prune_iteratively(ctx, self.scorer, o.target, o.score_batches, o.target_metric)  # type: ignore[arg-type]
 
     def summary_fields(self) -> dict[str, float]:
-        """The target neuron sparsity."""
+        """The target sparsity."""
         return {"target": self.options.target}
 
 

@@ -54,12 +54,13 @@ class Early(Method):
         if self.done:
             return
         if self.trigger.epoch_end(epoch, flat_weights(ctx.model)):
-            prune_iteratively(ctx, self.scorer, self.options.target, self.options.score_batches)
+            o = self.options
+            prune_iteratively(ctx, self.scorer, o.target, o.score_batches, o.target_metric)  # type: ignore[arg-type]
             ctx.note(f"pruned at the end of epoch {epoch} (step {step})")
             self.done = True
 
     def summary_fields(self) -> dict[str, float]:
-        """The target neuron sparsity."""
+        """The target sparsity."""
         return {"target": self.options.target}
 
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

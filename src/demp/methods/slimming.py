@@ -2,7 +2,7 @@
 
 A constant ``slim_lambda * sign(gamma)`` is added to the scales' gradients until
 ``slim_prune_at`` of the budget; then the units with the smallest ``|gamma|`` (max over a
-group's BatchNorms) go, globally, down to the target neuron sparsity, and training goes
+group's BatchNorms) go, globally, down to the target sparsity (neuron by default), and training goes
 on without the L1 term (FACTS §2).
 """
 
@@ -17,8 +17,7 @@ from torch import nn
 from ..algorithm.regularizer import add_penalty_gradient
 from ..structure import Structure
 from .base import Method, MethodContext
-from .common import check_target, remove_ranked, target_field
-from .ranking import global_removal
+from .common import check_target, prune_once, target_field, target_metric_field
 from .registry import register_method
 
 
@@ -27,6 +26,7 @@ class SlimmingOptions:
     """Options of Network Slimming."""
 
     target: float = target_field()
+    target_metric: str = target_metric_field()
     slim_lambda: float = field(
         default=1e-4, metadata={"help": "network slimming: L1 strength on BN scales"}
     )
@@ -35,7 +35,7 @@ class SlimmingOptions:
     )
 
     def __post_init__(self) -> None:
-        check_target(self.target)
+        check_target(self.target, self.target_metric)
         if not 0.0 < self.slim_prune_at <= 1.0:
             raise ValueError(f"slim_prune_at must be in (0, 1], got {self.slim_prune_at}")
 
@@ -62,8 +62,7 @@ class Slimming(Method):
             return
         self._stop_l1()
         scores = gamma_scores(ctx.model, ctx.structure)
-        keep = round((1 - self.options.target) * ctx.initial_units)
-        remove_ranked(ctx, global_removal(scores, keep), scores)
+        prune_once(ctx, scores, self.options.target, self.options.target_metric)  # type: ignore[arg-type]
 
     def load_state_dict(
         self, tensors: dict[str, torch.Tensor], values: dict[str, Any] | None, step: int
@@ -73,7 +72,7 @@ class Slimming(Method):
             self._stop_l1()
 
     def summary_fields(self) -> dict[str, float]:
-        """The target neuron sparsity."""
+        """The target sparsity."""
         return {"target": self.options.target}
 
     def _stop_l1(self) -> None:

@@ -52,6 +52,11 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--min-units", "demp", "min_units", int, None, "never leave a group with fewer units"),
     ("--round-to", "demp", "round_to", int, None, "keep widths at multiples of this"),
     ("--demp-seed", "demp", "seed", int, None, "seed of the DemP noise generator"),
+    ("--target-sparsity", "demp", "target_sparsity", float, None, "DemP+: sparsity to reach in --target-metric (a controller drives lambda)"),
+    ("--target-reach", "demp", "target_reach", float, None, "DemP+: fraction of the run by which the target should be reached"),
+    ("--target-release", "demp", "target_release", float, None, "DemP+: fraction of the run over which lambda decays once reached"),
+    ("--reg-weighting", "demp", "reg_weighting", str, ("uniform", "params", "flops"), "DemP+: weigh each scale's penalty by its unit's cost"),
+    ("--min-fraction", "demp", "min_fraction", float, None, "DemP+: never cut a group below this fraction of its width"),
 ]  # fmt: skip
 
 SCHEDULES = {

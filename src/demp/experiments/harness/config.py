@@ -128,8 +128,11 @@ class TrainConfig:
         if unknown:
             raise DempError(f"unknown run options: {unknown}")
         options = {k: data.pop(k) for k in list(data) if k in methods and k not in known}
+        demp_table = dict(data.pop("demp", {}) or {})
+        if "target_metric" in options and get_method(data.get("method", cls.method)).demp_config:
+            demp_table.setdefault("target_metric", options.pop("target_metric"))
         try:
-            demp = DemPConfig.from_dict(data.pop("demp", {}) or {})
+            demp = DemPConfig.from_dict(demp_table)
             return cls(**data, demp=demp, method_options=options)
         except (TypeError, ValueError) as err:
             raise DempError(f"invalid run options: {err}") from err

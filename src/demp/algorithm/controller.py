@@ -1,0 +1,158 @@
+"""DemP+'s target controller: drive the regularization strength toward a target sparsity.
+
+What the measurements showed (ResNet-18 width 1/4, Fashion-MNIST, Adam lr 5e-3 with
+cosine decay, 1000 steps; benchmarks/RESULTS-target.md): deaths lag the strength by a few
+hundred steps (with Adam an L1 term well above the loss gradient shrinks a scale at about
+the learning rate per step whatever lambda is, so a scale of 1 needs ~200 steps to reach
+0), then come in a wave; once the learning rate has decayed, raising lambda kills almost
+nothing. A law that tracked a reference and lowered lambda when ahead of it lowered it
+during the wave and landed 6-8 points short; counting falling scales as "about to die"
+over-predicted (most settle at a small value). So:
+
+- **Reference.** ``r(t) = target * min(1, t / (reach * T))`` with ``reach`` 0.3 by
+  default: the deaths must come while the learning rate is high.
+- **Up when behind.** ``scale *= exp(min(ln 4, gain * (r(t) - s) / target))`` (``gain`` =
+  ln 4: a check a whole target behind multiplies the strength by 4), held while the last
+  interval's deaths closed at least half the remaining lag (anti-windup: deaths lag the
+  strength).
+- **Never down.** Ahead of the reference but below the target, the scale is held: the
+  sparsity a strength brings is reached only after the lag, and the removal never cuts
+  past the target anyway (:mod:`demp.algorithm.budget`).
+- **Held peak.** The configured schedule is followed up to its peak, then held there (its
+  decay would otherwise fight the controller) until the target is reached.
+- **Release.** Once ``s >= target - tolerance`` (the tolerance is at least the smallest
+  unit that can still go), pushing stops: the strength and the noise decay to zero along
+  a half cosine over ``release`` of the run. Units that die after that, or beyond the
+  target in the same wave, stay in the model (dead: they change nothing it computes);
+  ``pruner.history`` counts them (``dead - removed``).
+
+The strength at step ``t`` is ``reg_strength * scale * held(t) * release(t)``; the noise
+follows ``noise_std * noise_schedule(t) * min(1, scale) * release(t)`` (never above its
+configured peak: with Adam a noise step of the learning rate's size would swamp training).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..schedules import Schedule, cosine_ramp
+
+_MAX_LOG_STEP = math.log(4.0)
+
+
+@dataclass
+class TargetController:
+    """Feedback on the regularization strength toward a target sparsity (see module doc).
+
+    Attributes:
+        target: The sparsity to reach, in (0, 1).
+        total_steps: Steps of the run.
+        schedule: The strength schedule whose rise is followed up to its peak.
+        reach: Fraction of the run at which the reference reaches the target.
+        release: Fraction of the run over which the strength decays once reached.
+        gain: Log-change of the scale per unit of relative error (``ln 4``: a check that
+            is a whole target behind multiplies the strength by 4).
+        scale: The controlled multiplier of the configured peak strength.
+        reached_at: Step at which the target was reached (None: not yet).
+        trajectory: One entry per check: step, sparsity, reference, scale, multiplier.
+    """
+
+    target: float
+    total_steps: int
+    schedule: Schedule
+    reach: float = 0.3
+    release: float = 0.05
+    gain: float = _MAX_LOG_STEP
+    scale: float = 1.0
+    reached_at: int | None = None
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._peak_step, self._peak = _peak_of(self.schedule, self.total_steps)
+
+    def reference(self, step: int) -> float:
+        """The sparsity the run should have at ``step``."""
+        return self.target * min(1.0, step / max(self.reach * self.total_steps, 1.0))
+
+    def held(self, step: int) -> float:
+        """The schedule up to its peak (normalized to 1 there), then 1."""
+        if step >= self._peak_step or self._peak <= 0:
+            return 1.0
+        return min(1.0, self.schedule(step, self.total_steps) / self._peak)
+
+    def released(self, step: int) -> float:
+        """1 before the target is reached, then a half-cosine decay to 0."""
+        if self.reached_at is None:
+            return 1.0
+        span = max(self.release * self.total_steps, 1.0)
+        return cosine_ramp((step - self.reached_at) / span, 1.0, 0.0)
+
+    def multiplier(self, step: int) -> float:
+        """Multiplier of the configured peak strength at ``step``."""
+        return self.scale * self.held(step) * self.released(step)
+
+    def noise_multiplier(self, step: int) -> float:
+        """Multiplier of the noise schedule at ``step`` (never above 1)."""
+        return min(1.0, self.scale) * self.released(step)
+
+    def update(self, step: int, sparsity: float, tolerance: float = 0.0) -> None:
+        """Take the sparsity measured after the check at ``step`` into account.
+
+        Args:
+            step: The step of the check.
+            sparsity: The sparsity now (after this check's removal).
+            tolerance: Count the target as reached this close below it.
+        """
+        reference = self.reference(step)
+        if self.reached_at is None:
+            if sparsity >= self.target - tolerance:
+                self.reached_at = step
+            else:
+                self.scale *= math.exp(self._log_step(sparsity, reference))
+        self.trajectory.append(
+            {
+                "step": step,
+                "sparsity": sparsity,
+                "reference": reference,
+                "scale": self.scale,
+                "multiplier": self.multiplier(step),
+                "reached": self.reached_at is not None,
+            }
+        )
+
+    def _log_step(self, sparsity: float, reference: float) -> float:
+        """The log-change of the scale at a check below the target (never negative)."""
+        lag = reference - sparsity
+        if lag <= 0:
+            return 0.0
+        if self.trajectory and sparsity - self.trajectory[-1]["sparsity"] >= 0.5 * lag:
+            return 0.0
+        return min(_MAX_LOG_STEP, self.gain * lag / self.target)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The controlled scale, the step the target was reached at, the trajectory."""
+        return {
+            "scale": self.scale,
+            "reached_at": self.reached_at,
+            "trajectory": [dict(e) for e in self.trajectory],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.scale = float(state["scale"])
+        reached = state.get("reached_at")
+        self.reached_at = None if reached is None else int(reached)
+        self.trajectory = [dict(e) for e in state.get("trajectory", [])]
+
+
+def _peak_of(schedule: Schedule, total_steps: int) -> tuple[int, float]:
+    """First step at which the schedule reaches its maximum over the run, and that value."""
+    stride = max(1, total_steps // 2000)
+    best_step, best = 0, float("-inf")
+    for step in range(0, total_steps + 1, stride):
+        value = schedule(step, total_steps)
+        if value > best:
+            best_step, best = step, value
+    return best_step, best

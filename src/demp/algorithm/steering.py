@@ -1,0 +1,192 @@
+"""DemP+ inside a DemonPruner: floors, the target controller and its cap, cost weights.
+
+:class:`Steering` holds what the plain algorithm lacks: the groups' initial widths (for
+``min_fraction``), the exact :class:`~demp.structure.CostModel` (for the target's budget
+and the cost-weighted penalty) and the :class:`TargetController`. With the default
+options it reproduces the paper's algorithm: the configured schedule, uniform penalty,
+``min_units`` only, every dead unit removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..accounting import CostLedger
+from ..batches import Batch
+from ..errors import DempError
+from ..structure import Structure
+from ..structure.costs import CostModel, Metric
+from ..surgery import Decision, plan_removal
+from .budget import cap_removal, group_floors, largest_removal
+from .config import DemPConfig
+from .controller import TargetController
+
+_LEDGER_KEYS = {"weight": "params", "neuron": "units", "flops": "flops"}
+
+
+class Steering:
+    """Floors, target controller and cost weights for one pruner (see module doc).
+
+    Args:
+        config: The pruner's config.
+        model: The model.
+        structure: Its channel groups (the pruner's).
+        example: One probe example (measures output positions for FLOPs).
+        total_steps: Steps of the run.
+        ledger: The pruner's cost ledger (initial sizes, current FLOPs).
+    """
+
+    def __init__(
+        self,
+        config: DemPConfig,
+        model: nn.Module,
+        structure: Structure,
+        example: Batch,
+        total_steps: int,
+        ledger: CostLedger,
+    ) -> None:
+        self.config, self.model, self.ledger = config, model, ledger
+        self.total_steps = total_steps
+        self.example = example
+        self.initial_widths = structure.widths()
+        self.costs = CostModel.measure(model, structure, example)
+        self.controller = None
+        if config.target_sparsity is not None:
+            self.controller = TargetController(
+                config.target_sparsity,
+                total_steps,
+                config.schedule,
+                reach=config.target_reach,
+                release=config.target_release,
+            )
+            self._check_reachable()
+
+    # ----------------------------------------------------------------- strengths
+    def strength(self, step: int) -> float:
+        """Multiplier of ``reg_strength`` at ``step``."""
+        if self.controller is not None:
+            return self.controller.multiplier(step)
+        return self.config.schedule(step, self.total_steps)
+
+    def noise(self, step: int) -> float:
+        """Multiplier of ``noise_std`` at ``step``."""
+        schedule = self.config.noise_schedule or self.config.schedule
+        value = schedule(step, self.total_steps)
+        return value * self.controller.noise_multiplier(step) if self.controller else value
+
+    # ----------------------------------------------------------------- removal
+    def floors(self) -> dict[str, int]:
+        """Fewest units each group may keep."""
+        cfg = self.config
+        return group_floors(self.initial_widths, cfg.min_units, cfg.min_fraction)
+
+    def plan(self, dead: Decision) -> dict[str, torch.Tensor]:
+        """Which dead units to remove: the guards, then (with a target) the cap."""
+        cfg = self.config
+        removed = plan_removal(
+            dead.structure,
+            dead.removal_masks(),
+            dead.unit_scores(),
+            cfg.min_units,
+            cfg.round_to,
+            self.floors(),
+        )
+        if self.controller is None:
+            return removed
+        budget = self._size() - (1.0 - self.controller.target) * self._initial()
+        return cap_removal(self.costs, removed, max(budget, 0.0), self.metric, cfg.round_to)
+
+    def after_check(self, step: int) -> dict[str, Any]:
+        """Update the controller with the sparsity after this check's removal."""
+        if self.controller is None:
+            return {}
+        sparsity = self.sparsity()
+        self.controller.update(step, sparsity, self._granularity())
+        return {"target_sparsity": sparsity, "lambda_scale": self.controller.scale}
+
+    def sparsity(self) -> float:
+        """The model's sparsity now, in the target metric."""
+        return 1.0 - self._size() / self._initial()
+
+    @property
+    def metric(self) -> Metric:
+        """The target metric."""
+        return self.config.target_metric
+
+    # ----------------------------------------------------------------- weights
+    def reg_weights(self, params: list[nn.Parameter]) -> list[torch.Tensor | None] | None:
+        """Per-entry penalty weights of the scales (None: uniform), mean 1 over grouped units."""
+        if self.config.reg_weighting == "uniform":
+            return None
+        metric: Metric = "weight" if self.config.reg_weighting == "params" else "flops"
+        unit = self.costs.unit_costs(metric)
+        weights = {id(p): torch.ones_like(p, dtype=torch.float64) for p in params}
+        grouped = {id(p): torch.zeros_like(p, dtype=torch.bool) for p in params}
+        for name, group in self.costs.structure.groups.items():
+            for slot in group.slots:
+                param = getattr(self.model.get_submodule(slot.path), "weight", None)
+                if slot.role == "norm" and param is not None and id(param) in weights:
+                    weights[id(param)][slot.index[:, 0]] = unit[name]
+                    grouped[id(param)][slot.index[:, 0]] = True
+        entries = torch.cat([weights[id(p)][grouped[id(p)]] for p in params] or [torch.ones(0)])
+        mean = float(entries.mean()) if entries.numel() and float(entries.mean()) > 0 else 1.0
+        return [
+            torch.where(grouped[id(p)], weights[id(p)] / mean, weights[id(p)]).to(p.dtype)
+            for p in params
+        ]
+
+    # ----------------------------------------------------------------- state
+    def rebind(self, structure: Structure) -> None:
+        """Use a rebuilt structure (after the pruner's state was loaded)."""
+        self.costs = CostModel(self.model, structure, self.costs.positions)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Initial widths and the controller's state."""
+        state: dict[str, Any] = {"initial_widths": dict(self.initial_widths)}
+        if self.controller is not None:
+            state["controller"] = self.controller.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.initial_widths = dict(state.get("initial_widths", self.initial_widths))
+        if self.controller is not None and "controller" in state:
+            self.controller.load_state_dict(state["controller"])
+
+    # ----------------------------------------------------------------- helpers
+    def _size(self) -> float:
+        if self.metric == "flops":
+            return self.ledger.flops_now
+        return self.costs.total(self.metric)
+
+    def _initial(self) -> float:
+        return float(self.ledger.initial[_LEDGER_KEYS[self.metric]])
+
+    def _granularity(self) -> float:
+        """The smallest step one more removal could make, as a fraction of the initial size."""
+        floors = self.floors()
+        unit = self.costs.unit_costs(self.metric)
+        step = [
+            unit[n] * (self.config.round_to or 1)
+            for n, g in self.costs.structure.groups.items()
+            if g.width - (self.config.round_to or 1) >= floors.get(n, 1)
+        ]
+        return min(step) / self._initial() if step else 1.0
+
+    def _check_reachable(self) -> None:
+        target = self.controller.target if self.controller else 0.0
+        most = self.costs.saving(
+            largest_removal(self.costs.structure, self.floors(), self.config.round_to),
+            self.metric,
+        )
+        reachable = 1.0 - (self._size() - most) / self._initial()
+        if target > reachable + 1e-12:
+            raise DempError(
+                f"target_sparsity {target:g} ({self.metric}) cannot be reached: with "
+                f"min_units={self.config.min_units}, min_fraction={self.config.min_fraction} "
+                f"and round_to={self.config.round_to} this model reaches at most "
+                f"{reachable:.4f} (layers outside the prunable groups stay whole)"
+            )

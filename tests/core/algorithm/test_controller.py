@@ -1,0 +1,85 @@
+"""The target controller's law, in isolation, against closed forms and a scripted plant."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from demp import Constant, OneCycle
+from demp.algorithm.controller import TargetController
+
+
+def test_reference_held_peak_and_release_closed_forms():
+    c = TargetController(0.8, 1000, OneCycle(), reach=0.5, release=0.1)
+    assert c.reference(0) == 0 and c.reference(250) == pytest.approx(0.4)
+    assert c.reference(500) == pytest.approx(0.8) and c.reference(900) == pytest.approx(0.8)
+    # held: the one-cycle rise (peak at 30 % of the 870-step span), then flat at 1
+    peak = round(0.3 * 870)
+    assert c.held(100) == pytest.approx(OneCycle()(100, 1000) / OneCycle()(peak, 1000))
+    assert c.held(peak + 1) == 1.0 and c.held(990) == 1.0  # the schedule's decay is ignored
+    assert c.multiplier(600) == 1.0
+    c.reached_at = 600
+    assert c.multiplier(600) == 1.0
+    assert c.multiplier(650) == pytest.approx(0.5)  # half-way through the 100-step release
+    assert c.multiplier(700) == pytest.approx(0.0, abs=1e-12) and c.multiplier(950) == 0.0
+    c.scale = 3.0
+    assert c.noise_multiplier(600) == 1.0  # the noise never exceeds its configured peak
+    assert c.noise_multiplier(650) == pytest.approx(0.5)
+
+
+def test_multiplicative_update_closed_form():
+    c = TargetController(0.8, 1000, Constant(), reach=0.5)
+    c.update(250, 0.0)  # reference 0.4: half a target behind -> x exp(ln4 / 2) = x2
+    assert c.scale == pytest.approx(2.0)
+    c.update(300, 0.0)  # a whole target can never move more than x4 per check
+    assert c.scale == pytest.approx(2.0 * math.exp(math.log(4) * 0.6))
+    scale = c.scale
+    c.update(350, 0.7)  # ahead of the reference (0.56) but below the target: held, never down
+    assert c.scale == scale
+    assert [e["step"] for e in c.trajectory] == [250, 300, 350]
+
+
+def test_anti_windup_holds_the_scale_while_deaths_keep_up():
+    c = TargetController(0.8, 1000, Constant(), reach=0.5)
+    c.update(100, 0.0)
+    held = c.scale
+    c.update(200, 0.22)  # behind (reference 0.32), but rose 0.22 >= half the gap 0.10
+    assert c.scale == held
+    c.update(300, 0.23)  # behind (0.48) and stalled: the scale grows
+    assert c.scale > held
+
+
+def test_reaching_latches_and_stops_pushing():
+    c = TargetController(0.5, 1000, Constant(), reach=0.5, release=0.05)
+    c.update(100, 0.49, tolerance=0.02)
+    assert c.reached_at == 100
+    scale = c.scale
+    c.update(200, 0.3)  # nothing changes once reached
+    assert c.scale == scale and c.reached_at == 100
+    assert c.multiplier(150) == 0.0
+
+
+def _plant_run(target: float, gain_per_unit_lambda: float, checks: int = 20, total: int = 1000):
+    """A lagged plant: the sparsity relaxes toward a saturating function of the strength."""
+    c = TargetController(target, total, Constant())
+    sparsity, every = 0.0, total // checks
+    for k in range(1, checks + 1):
+        step = k * every
+        for t in range(step - every, step):  # first-order lag of ~100 steps
+            goal = 1 - math.exp(-gain_per_unit_lambda * c.multiplier(t))
+            sparsity = max(sparsity, sparsity + (goal - sparsity) / 100)
+        sparsity = min(sparsity, target)  # the removal cap
+        c.update(step, sparsity, tolerance=0.005)
+    return c, sparsity
+
+
+@pytest.mark.parametrize("target", [0.5, 0.7, 0.8, 0.9])
+@pytest.mark.parametrize("gain", [0.05, 1.0, 20.0])
+def test_scripted_plant_reaches_the_target_whatever_the_starting_strength(target, gain):
+    c, sparsity = _plant_run(target, gain)
+    assert c.reached_at is not None and c.reached_at <= 900
+    assert target - 0.005 <= sparsity <= target
+    c2 = TargetController(target, 1000, Constant())
+    c2.load_state_dict(c.state_dict())
+    assert (c2.scale, c2.reached_at, c2.trajectory) == (c.scale, c.reached_at, c.trajectory)
