@@ -191,3 +191,35 @@ def test_gamma_scores_take_the_max_over_a_group_and_skip_groups_without_bn():
         model.bn.weight[0] = 7.0
     assert gamma_scores(model, s)["stem"][0] == 7.0
     assert scores["layers.0.conv1"].tolist() == model.layers[0].bn1.weight.abs().tolist()
+
+
+@pytest.mark.parametrize("metric", ["weight", "flops"])
+def test_budget_removal_takes_the_shortest_prefix_that_reaches_the_budget(metric):
+    from demp.methods.ranking import budget_removal
+    from demp.structure import CostModel
+
+    model, batches = tiny(net="resnet")
+    x = batches[0][0]
+    s = demp.build_structure(model, x)
+    costs = CostModel.measure(model, s, x[:1])
+    g = torch.Generator().manual_seed(0)
+    scores = {n: torch.rand(grp.width, generator=g, dtype=torch.float64)
+              for n, grp in s.groups.items()}  # fmt: skip
+    everything = {n: torch.arange(1, grp.width) for n, grp in s.groups.items()}
+    budget = 0.5 * costs.saving(everything, metric)
+    masks = budget_removal(scores, costs, metric, budget)
+    chosen = {n: torch.nonzero(m).reshape(-1) for n, m in masks.items()}
+    assert costs.saving(chosen, metric) >= budget
+    # independent: walk the ranking (lowest first, each group's best unit never) one by one
+    order = sorted((float(v), n, j) for n, t in scores.items() for j, v in enumerate(t)
+                   if j != int(torch.argmax(t)))  # fmt: skip
+    taken: dict[str, list[int]] = {n: [] for n in scores}
+    for _, n, j in order:
+        if (
+            costs.saving({k: torch.tensor(v, dtype=torch.long) for k, v in taken.items()}, metric)
+            >= budget
+        ):
+            break
+        taken[n].append(j)
+    assert {n: sorted(v) for n, v in taken.items()} == {n: c.tolist() for n, c in chosen.items()}
+    assert all(not bool(m[int(torch.argmax(scores[n]))]) for n, m in masks.items())

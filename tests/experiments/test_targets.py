@@ -1,0 +1,39 @@
+"""Every method aims at the same target vocabulary: ``--target-metric weight|flops``."""
+
+import json
+
+import pytest
+
+from demp.experiments.cli.main import main
+from demp.methods import method_names
+
+BASE = ["--dataset", "synthetic", "--train-size", "256", "--test-size", "64", "--batch-size",
+        "32", "--model", "resnet18", "--width", "0.125", "--no-progress", "--steps", "40",
+        "--score-batches", "2", "--early-deadline", "2", "--lr", "0.05",
+        "--prune-every", "4"]  # fmt: skip
+BASELINES = [m for m in method_names() if m not in ("dense", "demp")]
+
+
+def _summary(tmp_path, *args):
+    assert main(["train", *BASE, *args, "--out", str(tmp_path / "run")]) == 0
+    return json.loads((tmp_path / "run" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_baselines_stop_their_ranking_at_a_weight_target(method, tmp_path):
+    s = _summary(tmp_path, "--method", method, "--target", "0.6", "--target-metric", "weight")
+    # the shortest prefix of the ranking that reaches 60 %: at most one unit past it
+    assert 0.6 <= s["weight_sparsity"] <= 0.63
+
+
+def test_a_flops_target_is_met_in_flops(tmp_path):
+    s = _summary(tmp_path, "--method", "snap", "--target", "0.5", "--target-metric", "flops")
+    assert 0.5 <= 1 - s["inference_flops_ratio"] <= 0.53
+
+
+def test_demp_lands_at_its_target_sparsity_never_past_it(tmp_path):
+    s = _summary(tmp_path, "--method", "demp", "--target-sparsity", "0.6", "--target-metric",
+                 "weight", "--reg-strength", "0.05")  # fmt: skip
+    assert 0.57 <= s["weight_sparsity"] <= 0.6
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["demp"]["target_metric"] == "weight"  # the flat flag went to DemPConfig
