@@ -62,6 +62,9 @@ class DemPConfig:
             Lasso(gamma).
         min_fraction: DemP+: never cut a group below this fraction of its initial width
             (a floor next to ``min_units``).
+        revive: DemP+: with a target, dead units the removal keeps (past the target, or
+            by a floor) are revived with zero fan-out, exactly
+            (:mod:`demp.algorithm.revival`); False leaves them dead.
     """
 
     reg: RegKind = "l1"
@@ -88,6 +91,7 @@ class DemPConfig:
     target_release: float = 0.05
     reg_weighting: RegWeighting = "uniform"
     min_fraction: float = 0.0
+    revive: bool = True
 
     def __post_init__(self) -> None:
         _choice("reg", self.reg, ("l1", "l2", "off"))

@@ -11,10 +11,13 @@ over-predicted (most settle at a small value). So:
 
 - **Reference.** ``r(t) = target * min(1, t / (reach * T))`` with ``reach`` 0.3 by
   default: the deaths must come while the learning rate is high.
-- **Up when behind.** ``scale *= exp(min(ln 4, gain * (r(t) - s) / target))`` (``gain`` =
-  ln 4: a check a whole target behind multiplies the strength by 4), held while the last
-  interval's deaths closed at least half the remaining lag (anti-windup: deaths lag the
-  strength).
+- **Up when behind.** ``scale *= exp(min(ln 4, g * (r(t) - s) / target))``, held while
+  the last interval's deaths closed at least half the remaining lag (anti-windup: deaths
+  lag the strength). ``g`` is ``gain`` (ln 4: a check a whole target behind multiplies the
+  strength by 4) until the first units have died, when the model's response is still
+  unseen, and three times that after, when a stall is a measured response (at 90 % the
+  single gain landed 3 points short, the learning rate having decayed before the scale had
+  grown enough).
 - **Never down.** Ahead of the reference but below the target, the scale is held: the
   sparsity a strength brings is reached only after the lag, and the removal never cuts
   past the target anyway (:mod:`demp.algorithm.budget`).
@@ -40,6 +43,7 @@ from typing import Any
 from ..schedules import Schedule, cosine_ramp
 
 _MAX_LOG_STEP = math.log(4.0)
+_STALLED = 3.0  # gain multiplier once units have died: a stall is then a measured response
 
 
 @dataclass
@@ -129,7 +133,8 @@ class TargetController:
             return 0.0
         if self.trajectory and sparsity - self.trajectory[-1]["sparsity"] >= 0.5 * lag:
             return 0.0
-        return min(_MAX_LOG_STEP, self.gain * lag / self.target)
+        gain = self.gain * (_STALLED if sparsity > 0 else 1.0)
+        return min(_MAX_LOG_STEP, gain * lag / self.target)
 
     def state_dict(self) -> dict[str, Any]:
         """The controlled scale, the step the target was reached at, the trajectory."""

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..accounting import CostLedger, count_trainable
 from ..batches import device_dtype, iterate_probe, take, to_device
-from ..death.criteria import find_dead
+from ..death.criteria import DeadUnits, find_dead
 from ..errors import DempError
 from ..ops.optim_state import check_optimizer
 from ..structure import Structure, build_checked_structure
@@ -31,6 +31,7 @@ from ..surgery import SurgeryReport, remove_units
 from .config import DemPConfig
 from .noise import NoiseInjector
 from .regularizer import add_penalty_gradient, penalty, regularized_parameters
+from .revival import revive_units
 from .steering import Steering
 from .summary import PrunerSummary
 
@@ -198,17 +199,14 @@ class DemonPruner:
             sync=self.sync,
         )
         checked = time.perf_counter()
-        removed = self.steering.plan(dead)
-        report = remove_units(
-            self.model, removed, self.optimizer, structure=self.structure, scores=dead.unit_scores()
-        )
+        report, revived = self._cut(dead)
         if report.removed:
             self.costs.remeasure(self.model)
             self._weights = self.steering.reg_weights(self._reg_params)
         done = time.perf_counter()
         self.seconds["check"] += checked - start
         self.seconds["surgery"] += done - checked
-        steered = self.steering.after_check(self.step)
+        steered = {**self.steering.after_check(self.step), "revived": revived}
         self._record(report, dead.num_dead, checked - start, done - checked, steered)
         self._last_report = report
         if report.removed:
@@ -306,6 +304,18 @@ class DemonPruner:
         self._weights = self.steering.reg_weights(self._reg_params)
 
     # ----------------------------------------------------------------- helpers
+    def _cut(self, dead: DeadUnits) -> tuple[SurgeryReport, int]:
+        """Revive the dead units a target keeps (DemP+), then remove the others."""
+        removed = self.steering.plan(dead)
+        surplus = self.steering.surplus(dead, removed)
+        masks = dead.removal_masks()
+        revived = revive_units(self.model, self.structure, surplus, self.optimizer, masks)
+        scores = dead.unit_scores()
+        report = remove_units(
+            self.model, removed, self.optimizer, structure=self.structure, scores=scores
+        )
+        return report, revived
+
     def _build_structure(self) -> Structure:
         return build_checked_structure(self.model, self._probe, self.config.structure_options())
 

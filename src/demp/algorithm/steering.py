@@ -99,13 +99,29 @@ class Steering:
         budget = self._size() - (1.0 - self.controller.target) * self._initial()
         return cap_removal(self.costs, removed, max(budget, 0.0), self.metric, cfg.round_to)
 
+    def surplus(self, dead: Decision, removed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Dead units the removal keeps, to revive (none without a target or ``revive``)."""
+        if self.controller is None or not self.config.revive:
+            return {}
+        out = {}
+        for name, mask in dead.removal_masks().items():
+            keep = mask.clone()
+            keep[removed.get(name, torch.zeros(0, dtype=torch.long))] = False
+            if bool(keep.any()):
+                out[name] = torch.nonzero(keep).reshape(-1)
+        return out
+
     def after_check(self, step: int) -> dict[str, Any]:
         """Update the controller with the sparsity after this check's removal."""
         if self.controller is None:
             return {}
         sparsity = self.sparsity()
         self.controller.update(step, sparsity, self._granularity())
-        return {"target_sparsity": sparsity, "lambda_scale": self.controller.scale}
+        return {
+            "target": self.controller.target,
+            "target_sparsity": sparsity,
+            "lambda_scale": self.controller.scale,
+        }
 
     def sparsity(self) -> float:
         """The model's sparsity now, in the target metric."""

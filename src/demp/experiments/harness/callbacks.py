@@ -24,6 +24,10 @@ class MethodHooks(Callback):
             s.method.epoch_end(s.ctx, s.step // s.spe, s.step)
 
 
+# what a DemonPruner's history adds to a check line (DemP+: the target controller)
+STEERING_FIELDS = ("removed", "revived", "lambda", "lambda_scale", "target", "target_sparsity")
+
+
 class DeathLog(Callback):
     """Log death checks: the method's own events, or a dead-unit count every few steps."""
 
@@ -36,7 +40,9 @@ def log_checks(s: RunState) -> None:
     """Write the method's new death-check events, or run a monitoring check when due."""
     if s.method.history is not None:
         for event in s.method.history[s.events_logged :]:
-            s.write(check_record(s, event["step"], dict(event["widths"]), event["dead"]))
+            record = check_record(s, event["step"], dict(event["widths"]), event["dead"])
+            record.update({k: event[k] for k in STEERING_FIELDS if k in event})
+            s.write(record)
         s.events_logged = len(s.method.history)
         return
     every = s.config.monitor_every or max(1, round(0.05 * s.total))

@@ -28,6 +28,7 @@ def run_plots(out: Path, records: list[dict[str, Any]], summary: dict[str, Any])
         _live_units(plt, out / "live_units.png", checks, title),
         _dead_ratio(plt, out / "dead_ratio.png", checks, title),
         _widths(plt, out / "widths.png", checks, title),
+        _target(plt, out / "target.png", checks, title),
     ]
     return [p for p in paths if p is not None]
 
@@ -37,6 +38,23 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _target(plt: Any, path: Path, checks: list, title: str) -> Path | None:
+    """DemP+: the sparsity at each check against the target, and lambda_t (log scale)."""
+    rows = [r for r in checks if "target_sparsity" in r]
+    if not rows:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps = [r["step"] for r in rows]
+    left.plot(steps, [r["target_sparsity"] for r in rows], "o-", label="sparsity at the check")
+    left.axhline(rows[-1]["target"], color="gray", linestyle="--", label="target")
+    left.set(xlabel="step", ylabel="sparsity (target metric)", ylim=(0, 1), title=title)
+    left.legend()
+    right.plot(steps, [max(r["lambda"], 1e-12) for r in rows], "o-", label="lambda_t")
+    right.set(xlabel="step", ylabel="lambda_t", yscale="log", title="controlled strength")
+    right.legend()
+    return _save(plt, fig, path)
 
 
 def _curves(plt: Any, path: Path, steps: list, epochs: list, title: str) -> Path:
