@@ -39,7 +39,7 @@ def test_demp_lands_at_its_target_sparsity_never_past_it(tmp_path):
     assert config["demp"]["target_metric"] == "weight"  # the flat flag went to DemPConfig
     # the controller's trajectory is in the check lines and plotted in the run folder
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    checks = [json.loads(line) for line in lines if "\"check\"" in line][1:]  # after step 0
+    checks = [json.loads(line) for line in lines if '"check"' in line][1:]  # after step 0
     assert checks and all("lambda" in c and "target_sparsity" in c for c in checks)
     assert max(c["target_sparsity"] for c in checks) <= 0.6
     assert (tmp_path / "run" / "target.png").exists()
