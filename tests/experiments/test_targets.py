@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from demp.experiments.cli.main import main
+from demp.experiments.cli.main import build_parser, main
 from demp.methods import method_names
 
 BASE = ["--dataset", "synthetic", "--train-size", "256", "--test-size", "64", "--batch-size",
@@ -43,3 +43,14 @@ def test_demp_lands_at_its_target_sparsity_never_past_it(tmp_path):
     assert checks and all("lambda" in c and "target_sparsity" in c for c in checks)
     assert max(c["target_sparsity"] for c in checks) <= 0.6
     assert (tmp_path / "run" / "target.png").exists()
+
+
+def test_the_demo_aims_demp_at_a_stated_target():
+    from demp.experiments.cli.demo import demo_configs
+
+    configs, _note = demo_configs(100, None, 0.7)
+    assert configs["demp"].demp.target_sparsity == 0.7
+    assert configs["demp"].demp.target_metric == "weight"
+    assert configs["dense"].method == "dense"
+    args = build_parser().parse_args(["demo"])
+    assert args.target_sparsity == 0.8

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--steps", type=int, default=1250)
     demo.add_argument("--data-dir", type=Path, default=None)
+    demo.add_argument("--target-sparsity", type=float, default=0.8,
+                      help="DemP's target weight sparsity (a controller sets lambda)")  # fmt: skip
     demo.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from .demo import run_demo
 
-        return run_demo(args.out, args.steps, args.data_dir, progress=not args.no_progress)
+        return run_demo(args.out, args.steps, args.data_dir, not args.no_progress,
+                        args.target_sparsity)  # fmt: skip
     except DempError as err:
         print(f"demp: error: {err}", file=sys.stderr)
         return 2

@@ -41,7 +41,13 @@ def table_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
         speed = dense["summary"]["wall_seconds"] / s["wall_seconds"] if dense else None
         label = s["method"]
         if s["method"] == "demp":
-            label += f" (lambda {run['config']['demp']['reg_strength']:g})"
+            demp = run["config"]["demp"]
+            target = demp.get("target_sparsity")
+            label += (
+                f" (target {target:g} {demp.get('target_metric', 'weight')})"
+                if target is not None
+                else f" (lambda {demp['reg_strength']:g})"
+            )
         elif s["method"] != "dense":
             label += f" (target {run['config']['target']:g})"
         rows.append(
