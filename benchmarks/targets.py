@@ -80,7 +80,11 @@ def write(out: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
     lines = [
         f"Machine: {platform.machine()} CPU, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}.",
+        f"torch {torch.__version__}. `landed`: the sparsity reached in the target metric; "
+        "`dead kept`: dead units left in the model at the end; `revived`: revivals over "
+        "the run (a unit revived at several checks counts each time); train/eval s: wall "
+        "time of the training loop and of evaluation (measured beside other jobs: not for "
+        "speed comparisons).",
         "",
         "| variant | target | seed | landed | test acc | weight sp. | neuron sp. | reached at "
         "step | dead kept | revived | train s | eval s |",

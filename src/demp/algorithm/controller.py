@@ -23,11 +23,12 @@ over-predicted (most settle at a small value). So:
   past the target anyway (:mod:`demp.algorithm.budget`).
 - **Held peak.** The configured schedule is followed up to its peak, then held there (its
   decay would otherwise fight the controller) until the target is reached.
-- **Release.** Once ``s >= target - tolerance`` (the tolerance is at least the smallest
-  unit that can still go), pushing stops: the strength and the noise decay to zero along
-  a half cosine over ``release`` of the run. Units that die after that, or beyond the
-  target in the same wave, stay in the model (dead: they change nothing it computes);
-  ``pruner.history`` counts them (``dead - removed``).
+- **Release.** Once ``s >= target - tolerance`` (the tolerance is the smallest unit that
+  can still go, and at least half a point), pushing stops: the strength and the noise
+  decay to zero along a half cosine over ``release`` of the run. Removal never cuts past
+  the target (:mod:`demp.algorithm.budget`); units that die beyond it are revived with
+  zero fan-out (:mod:`demp.algorithm.revival`) or, with ``revive=False``, stay in the
+  model dead (they change nothing it computes); ``pruner.history`` counts both.
 
 The strength at step ``t`` is ``reg_strength * scale * held(t) * release(t)``; the noise
 follows ``noise_std * noise_schedule(t) * min(1, scale) * release(t)`` (never above its

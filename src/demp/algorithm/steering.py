@@ -24,6 +24,7 @@ from .budget import cap_removal, group_floors, largest_removal
 from .config import DemPConfig
 from .controller import TargetController
 
+_REACHED_WITHIN = 0.005  # a run this close below its target has reached it
 _LEDGER_KEYS = {"weight": "params", "neuron": "units", "flops": "flops"}
 
 
@@ -182,7 +183,11 @@ class Steering:
         return float(self.ledger.initial[_LEDGER_KEYS[self.metric]])
 
     def _granularity(self) -> float:
-        """The smallest step one more removal could make, as a fraction of the initial size."""
+        """How close below the target counts as reached.
+
+        The smallest step one more removal could make (as a fraction of the initial size),
+        and at least half a point.
+        """
         floors = self.floors()
         unit = self.costs.unit_costs(self.metric)
         step = [
@@ -190,7 +195,7 @@ class Steering:
             for n, g in self.costs.structure.groups.items()
             if g.width - (self.config.round_to or 1) >= floors.get(n, 1)
         ]
-        return min(step) / self._initial() if step else 1.0
+        return max(min(step) / self._initial(), _REACHED_WITHIN) if step else 1.0
 
     def _check_reachable(self) -> None:
         target = self.controller.target if self.controller else 0.0
