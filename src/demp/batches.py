@@ -86,6 +86,17 @@ def call_model(model: nn.Module, batch: Batch) -> Any:
     return model(*batch)
 
 
+def output_tensors(output: Any) -> list[torch.Tensor]:
+    """Every tensor in a model's output (a tensor, or dicts / tuples / lists of them)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for v in output.values() for t in output_tensors(v)]
+    if isinstance(output, (tuple, list)):
+        return [t for v in output for t in output_tensors(v)]
+    return []
+
+
 def iterate_probe(probe: Any, max_examples: int | None = 512) -> Iterator[Batch]:
     """Yield model-input batches from ``probe`` until ``max_examples`` examples are seen.
 

@@ -53,7 +53,8 @@ class Steering:
         self.total_steps = total_steps
         self.example = example
         self.initial_widths = structure.widths()
-        self.costs = CostModel.measure(model, structure, example)
+        self.structure = structure
+        self._costs: CostModel | None = None  # measured on first use (DemP+ options only)
         self.controller = None
         if config.target_sparsity is not None:
             self.controller = TargetController(
@@ -156,9 +157,18 @@ class Steering:
         ]
 
     # ----------------------------------------------------------------- state
+    @property
+    def costs(self) -> CostModel:
+        """The exact cost model of the model and its structure (measured once, on demand)."""
+        if self._costs is None:
+            self._costs = CostModel.measure(self.model, self.structure, self.example)
+        return self._costs
+
     def rebind(self, structure: Structure) -> None:
         """Use a rebuilt structure (after the pruner's state was loaded)."""
-        self.costs = CostModel(self.model, structure, self.costs.positions)
+        self.structure = structure
+        if self._costs is not None:
+            self._costs = CostModel(self.model, structure, self._costs.positions)
 
     def state_dict(self) -> dict[str, Any]:
         """Initial widths and the controller's state."""

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from ..batches import Batch, call_model, device_dtype, eval_mode, to_device
+from ..batches import Batch, call_model, device_dtype, eval_mode, output_tensors, to_device
 from ..errors import DempError
 from ..ops.rules import DEFAULT_RULES
 from ..ops.select import ChannelSelect
@@ -342,19 +342,9 @@ def _undo(undo: list[tuple[nn.Module, str, nn.Module]]) -> None:
         owner._modules[name] = old
 
 
-def _flatten(output: Any) -> list[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, dict):
-        return [t for v in output.values() for t in _flatten(v)]
-    if isinstance(output, (tuple, list)):
-        return [t for v in output for t in _flatten(v)]
-    return []
-
-
 def _same(a: Any, b: Any) -> bool:
     """Equal outputs, up to a few units in the last place (kernels may pick other paths)."""
-    xs, ys = _flatten(a), _flatten(b)
+    xs, ys = output_tensors(a), output_tensors(b)
     if len(xs) != len(ys):
         return False
     for x, y in zip(xs, ys, strict=True):

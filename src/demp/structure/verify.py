@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import torch
 from torch import nn
 
-from ..batches import Batch, call_model, eval_mode
+from ..batches import Batch, call_model, eval_mode, output_tensors
 from ..ops.rules import LayerRules
 from ..ops.slicing import apply_cuts
 from .groups import ChannelGroup, Structure, keep_indices, module_cuts
@@ -77,7 +76,7 @@ def _trial(
     units = {n: torch.tensor([structure.groups[n].width // 2]) for n in names}
     rules = structure.rules
     with _zeroed(model, [structure.groups[n] for n in names], units, rules):
-        reference = _flatten(call_model(model, example))
+        reference = output_tensors(call_model(model, example))
     cuts = {
         key: keep_indices(gone, structure.sizes[key])
         for key, gone in module_cuts(structure, units).items()
@@ -85,7 +84,7 @@ def _trial(
     with _restored(model, {path for path, _ in cuts}, rules):
         try:
             apply_cuts(model, cuts, trial=True, rules=rules)
-            result = _flatten(call_model(model, example))
+            result = output_tensors(call_model(model, example))
         except Exception as err:  # noqa: BLE001 - any failure means "cannot cut"
             return f"a trial cut of one unit made the model fail ({type(err).__name__}: {err})"
     if [t.shape for t in reference] != [t.shape for t in result]:
@@ -100,16 +99,6 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
         return bool(torch.equal(a, b))
     scale = float(a.abs().max()) if a.numel() else 0.0
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5 * max(scale, 1.0)))
-
-
-def _flatten(output: Any) -> list[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, dict):
-        return [t for v in output.values() for t in _flatten(v)]
-    if isinstance(output, (tuple, list)):
-        return [t for v in output for t in _flatten(v)]
-    return []
 
 
 @contextmanager
