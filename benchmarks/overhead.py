@@ -6,6 +6,7 @@ asymmetric-noise masks and noise), then one death check + removal on 512 probe e
 amortized over ``prune_every`` steps.
 
     .venv/bin/python benchmarks/overhead.py [--width 64] [--batch 128] [--steps 5]
+        [--device cuda]
 """
 
 from __future__ import annotations
@@ -22,11 +23,18 @@ import demp
 from demp.experiments.models import resnet18
 
 
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def one_step(model, opt, x, y):
+    sync(x.device)
     start = time.perf_counter()
     opt.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
     opt.step()
+    sync(x.device)
     return time.perf_counter() - start
 
 
@@ -40,11 +48,14 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--prune-every", type=int, default=125)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    base = resnet18(width=args.width)
-    x, y = torch.randn(args.batch, 3, 32, 32), torch.randint(0, 10, (args.batch,))
-    probe = [torch.randn(128, 3, 32, 32) for _ in range(4)]
+    base = resnet18(width=args.width).to(device)
+    x = torch.randn(args.batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    probe = [torch.randn(128, 3, 32, 32, device=device) for _ in range(4)]
 
     plain = copy.deepcopy(base)
     opt_plain = torch.optim.Adam(plain.parameters(), lr=1e-3)
@@ -61,13 +72,16 @@ def main():
         dem_times.append(one_step(model, opt, x, y))
     t_plain, t_dem = median(plain_times), median(dem_times)
     per_step = {k: v / args.steps for k, v in pruner.seconds.items()}
+    sync(device)
     start = time.perf_counter()
     pruner.prune_now()
+    sync(device)
     t_check = time.perf_counter() - start
 
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.machine()}, ResNet-18 width {args.width}, batch {args.batch}\n"
+        f"{platform.machine()}, {device} {gpu}, ResNet-18 width {args.width}, batch {args.batch}\n"
     )
     print("| quantity | seconds | fraction of a plain step |")
     print("|---|---|---|")

@@ -1,10 +1,13 @@
-"""DemP+ target controller: where DemP lands for a stated target, on the `cpu` preset model.
+"""DemP+ on the `cpu` preset model: where DemP lands for a stated target, and what steers it.
 
 Fashion-MNIST (20k training images, the full test set), CIFAR-style ResNet-18 at width
-1/4, Adam lr 5e-3 with cosine decay, batch 128, 1000 steps, death checks every 50 steps:
-the base of ``demp bench --preset cpu``. One run per (target, seed, variant); finished
-runs are kept (delete a run folder to redo it). Writes ``targets.csv`` and ``targets.md``
-into ``--out``.
+1/4, Adam lr 5e-3 with cosine decay, batch 128, 1000 steps, death checks every 5 % of the
+run: the base of ``demp bench --preset cpu``. One run per (variant, target, seed); the
+variants are DemP's steering options (``VARIANTS``) and SNAP told the same weight target,
+for its sparsity pattern. Finished runs are kept (delete a run folder to redo it). Runs go
+in ``--jobs`` processes side by side (train/eval seconds are then not for speed
+comparisons); ``--deadline`` stops starting runs after that many seconds. Writes
+``targets.csv`` and ``targets.md`` into ``--out`` after every run.
 
     .venv/bin/python benchmarks/targets.py --targets 0.5 0.7 0.8 0.9 --seeds 0 \\
         --out benchmarks/results/targets
@@ -15,7 +18,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import platform
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -28,30 +35,57 @@ BASE = {
     "optimizer": "adam", "lr": 5e-3, "lr_schedule": "cosine", "steps": 1000,
     "batch_size": 128, "method": "demp",
 }  # fmt: skip
-VARIANTS = {
+VARIANTS: dict[str, dict] = {
     "plain": {},
-    "params": {"reg_weighting": "params"},
-    "no-revive": {"revive": False},
+    "params": {"demp": {"reg_weighting": "params"}},
+    "flops": {"demp": {"reg_weighting": "flops"}},
+    "floor": {"demp": {"min_fraction": 0.2}},
+    "no-revive": {"demp": {"revive": False}},
+    "per-block": {"residual": "per-block"},
+    "params-per-block": {"residual": "per-block", "demp": {"reg_weighting": "params"}},
+    "params-per-block-no-noise": {
+        "residual": "per-block",
+        "demp": {"reg_weighting": "params", "noise": "off"},
+    },
+    "snap": {"method": "snap"},
 }
 COLUMNS = ["variant", "target", "seed", "metric", "landed", "test_acc", "weight_sparsity",
            "neuron_sparsity", "inference_flops_ratio", "train_flops_ratio", "reached_step",
-           "dead_kept", "revived", "train_seconds", "eval_seconds"]  # fmt: skip
+           "dead_kept", "revived", "train_seconds", "eval_seconds", "widths",
+           "error"]  # fmt: skip
 
 
-def run_one(out: Path, variant: str, target: float, seed: int, metric: str) -> dict:
-    """Train (or reuse) one run and return its row."""
-    folder = out / "runs" / f"{variant}-{metric}-{target:g}-s{seed}"
-    if not (folder / "summary.json").exists():
-        demp = {"prune_every": 50, "reg_strength": 3e-3, "target_sparsity": target,
-                "target_metric": metric, **VARIANTS[variant]}  # fmt: skip
-        config = TrainConfig.from_dict({**BASE, "seed": seed, "demp": demp})
-        if folder.exists():
-            run_training(config, folder, resume=True, progress=False)
-        else:
-            run_training(config, folder, progress=False)
+def run_config(variant: str, target: float, seed: int, metric: str, args: dict) -> TrainConfig:
+    """The TrainConfig of one run."""
+    overlay = VARIANTS[variant]
+    steps = args.get("steps", BASE["steps"])
+    base = {**BASE, "steps": steps, "seed": seed, "device": args.get("device", "auto")}
+    for name in ("train_size", "test_size", "data_dir"):
+        if args.get(name):
+            base[name] = args[name]
+    base.update({k: v for k, v in overlay.items() if k != "demp"})
+    if base["method"] != "demp":
+        return TrainConfig.from_dict({**base, "target": target, "target_metric": metric})
+    demp = {"prune_every": max(1, steps // 20), "reg_strength": 3e-3,
+            "target_sparsity": target, "target_metric": metric,
+            **overlay.get("demp", {})}  # fmt: skip
+    return TrainConfig.from_dict({**base, "demp": demp})
+
+
+def widths(folder: Path) -> str:
+    """Output widths of the model's normalization layers, in module order, from the spec."""
+    shapes = json.loads((folder / "checkpoint" / "spec.json").read_text())["shapes"]
+    norms = [k for k, v in shapes.items() if k.endswith(".weight") and len(v) == 1]
+    return " ".join(str(shapes[k][0]) for k in norms)
+
+
+def row_of(folder: Path, variant: str, target: float, seed: int, metric: str) -> dict:
+    """One finished run's row."""
     summary = json.loads((folder / "summary.json").read_text())
-    state = json.loads((folder / "checkpoint" / "pruner.json").read_text())
-    history = state["history"]
+    pruner_file = folder / "checkpoint" / "pruner.json"
+    state = json.loads(pruner_file.read_text()) if pruner_file.exists() else {}
+    history = state.get("history") or [{"dead": 0, "removed": 0}]
+    steering = state.get("steering") or {}
     per_step = summary["seconds_per_step"]
     landed = {"weight": summary["weight_sparsity"], "neuron": summary["neuron_sparsity"],
               "flops": 1 - summary["inference_flops_ratio"]}[metric]  # fmt: skip
@@ -62,35 +96,58 @@ def run_one(out: Path, variant: str, target: float, seed: int, metric: str) -> d
         "neuron_sparsity": summary["neuron_sparsity"],
         "inference_flops_ratio": summary["inference_flops_ratio"],
         "train_flops_ratio": summary["train_flops_ratio"],
-        "reached_step": state["steering"]["controller"]["reached_at"],
+        "reached_step": steering.get("controller", {}).get("reached_at"),
         "dead_kept": history[-1]["dead"] - history[-1]["removed"],
         "revived": sum(e.get("revived", 0) for e in history),
         "train_seconds": summary["steps"] * sum(
             v for k, v in per_step.items() if k not in ("eval", "checkpoint")
         ),
         "eval_seconds": summary["steps"] * per_step.get("eval", 0.0),
+        "widths": widths(folder), "error": "",
     }  # fmt: skip
 
 
-def write(out: Path, rows: list[dict]) -> None:
+def run_one(out: Path, key: tuple, args: dict) -> dict:
+    """Train (or reuse) one run in this process and return its row (or its error)."""
+    variant, target, seed, metric = key
+    torch.set_num_threads(args.get("threads", 1))
+    folder = out / "runs" / f"{variant}-{metric}-{target:g}-s{seed}"
+    try:
+        if not (folder / "summary.json").exists():
+            config = run_config(variant, target, seed, metric, args)
+            run_training(config, folder, resume=folder.exists(), progress=False)
+        return row_of(folder, variant, target, seed, metric)
+    except Exception:  # noqa: BLE001 - a failed run is a row, the others go on
+        empty = dict.fromkeys(COLUMNS, "")
+        return {**empty, "variant": variant, "target": target, "seed": seed,
+                "metric": metric, "error": traceback.format_exc()[-2000:]}  # fmt: skip
+
+
+def write(out: Path, rows: list[dict], jobs: int) -> None:
     """targets.csv (one row per run) and targets.md (a table)."""
+    rows = sorted(rows, key=lambda r: (r["variant"], r["target"], r["seed"]))
     with open(out / "targets.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     lines = [
-        f"Machine: {platform.machine()} CPU, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}. `landed`: the sparsity reached in the target metric; "
-        "`dead kept`: dead units left in the model at the end; `revived`: revivals over "
-        "the run (a unit revived at several checks counts each time); train/eval s: wall "
-        "time of the training loop and of evaluation (measured beside other jobs: not for "
-        "speed comparisons).",
+        f"Machine: {platform.machine()}, {gpu}, torch {torch.__version__}, {jobs} runs side "
+        "by side. `landed`: the sparsity reached in the target metric; `dead kept`: dead "
+        "units left in the model at the end; `revived`: revivals over the run (a unit "
+        "revived at several checks counts each time); train/eval s: wall time of the "
+        "training loop and of evaluation (runs shared the machine: not for speed "
+        "comparisons).",
         "",
         "| variant | target | seed | landed | test acc | weight sp. | neuron sp. | reached at "
         "step | dead kept | revived | train s | eval s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r["error"]:
+            lines.append(f"| {r['variant']} | {r['target']:g} | {r['seed']} | failed: "
+                         f"{r['error'].strip().splitlines()[-1]} |||||||||")  # fmt: skip
+            continue
         lines.append(
             f"| {r['variant']} | {r['target']:g} {r['metric']} | {r['seed']} | "
             f"{r['landed']:.4f} | {r['test_acc']:.4f} | {r['weight_sparsity']:.3f} | "
@@ -100,6 +157,11 @@ def write(out: Path, rows: list[dict]) -> None:
     (out / "targets.md").write_text("\n".join(lines) + "\n")
 
 
+def grid(args: argparse.Namespace) -> list[tuple]:
+    """Every (variant, target, seed, metric), seed-major so that a cut-short grid is whole."""
+    return [(v, t, s, args.metric) for s in args.seeds for t in args.targets for v in args.variants]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9])
@@ -107,15 +169,37 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["plain"], choices=sorted(VARIANTS))
     parser.add_argument("--metric", default="weight", choices=("weight", "neuron", "flops"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/targets"))
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=BASE["steps"])
+    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST files")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds after which no new run is started")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for variant in args.variants:
-        for seed in args.seeds:
-            for target in args.targets:
-                rows.append(run_one(args.out, variant, target, seed, args.metric))
-                print(json.dumps(rows[-1]))
-                write(args.out, rows)
+    options = {"threads": args.threads, "device": args.device, "steps": args.steps,
+               "train_size": args.train_size, "test_size": args.test_size,
+               "data_dir": args.data_dir}  # fmt: skip
+    start, todo, rows = time.monotonic(), grid(args), []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        running = set()
+        while todo or running:
+            late = args.deadline is not None and time.monotonic() - start > args.deadline
+            while todo and len(running) < args.jobs and not late:
+                running.add(pool.submit(run_one, args.out, todo.pop(0), options))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                rows.append(future.result())
+                print(json.dumps({k: v for k, v in rows[-1].items() if k != "widths"}),
+                      flush=True)  # fmt: skip
+            write(args.out, rows, args.jobs)
+    print(f"{len(rows)} runs, {len(todo)} not started, {time.monotonic() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 :class:`Steering` holds what the plain algorithm lacks: the groups' initial widths (for
 ``min_fraction``), the exact :class:`~demp.structure.CostModel` (for the target's budget
 and the cost-weighted penalty) and the :class:`TargetController`. With the default
-options it reproduces the paper's algorithm: the configured schedule, uniform penalty,
-``min_units`` only, every dead unit removed.
+options it reproduces the paper's algorithm (the configured schedule, uniform penalty,
+``min_units`` only, every dead unit removed), except that a group down to ``min_units``
+is no longer pushed (:meth:`Steering.reg_weights`).
 """
 
 from __future__ import annotations
@@ -135,24 +136,45 @@ class Steering:
         return self.config.target_metric
 
     # ----------------------------------------------------------------- weights
+    def held_groups(self) -> set[str]:
+        """Groups at their floor: no removal can take another of their units."""
+        step, floors = self.config.round_to or 1, self.floors()
+        return {
+            name
+            for name, group in self.structure.groups.items()
+            if group.width - step < max(1, floors.get(name, 1))
+        }
+
     def reg_weights(self, params: list[nn.Parameter]) -> list[torch.Tensor | None] | None:
-        """Per-entry penalty weights of the scales (None: uniform), mean 1 over grouped units."""
-        if self.config.reg_weighting == "uniform":
+        """Per-entry penalty weights of the scales (None: 1 everywhere).
+
+        A group at its floor (:meth:`held_groups`) is not pushed (weight 0): its dead units
+        could not be removed, only left in place, dead, while the controller raised the
+        strength to find deaths elsewhere (measured: floors with a pushed held group lost
+        the whole model, RESULTS-target.md). The other grouped units get 1 (``"uniform"``)
+        or their unit's cost, normalized to mean 1 over them.
+        """
+        held, weighting = self.held_groups(), self.config.reg_weighting
+        if weighting == "uniform" and not held:
             return None
-        metric: Metric = "weight" if self.config.reg_weighting == "params" else "flops"
-        unit = self.costs.unit_costs(metric)
+        unit = None
+        if weighting != "uniform":
+            unit = self.costs.unit_costs("weight" if weighting == "params" else "flops")
         weights = {id(p): torch.ones_like(p, dtype=torch.float64) for p in params}
-        grouped = {id(p): torch.zeros_like(p, dtype=torch.bool) for p in params}
-        for name, group in self.costs.structure.groups.items():
+        pushed = {id(p): torch.zeros_like(p, dtype=torch.bool) for p in params}
+        for name, group in self.structure.groups.items():
             for slot in group.slots:
                 param = getattr(self.model.get_submodule(slot.path), "weight", None)
-                if slot.role == "norm" and param is not None and id(param) in weights:
-                    weights[id(param)][slot.index[:, 0]] = unit[name]
-                    grouped[id(param)][slot.index[:, 0]] = True
-        entries = torch.cat([weights[id(p)][grouped[id(p)]] for p in params] or [torch.ones(0)])
+                if slot.role != "norm" or param is None or id(param) not in weights:
+                    continue
+                rows = slot.index[:, 0].to(param.device)
+                value = 0.0 if name in held else (1.0 if unit is None else unit[name])
+                weights[id(param)][rows] = value
+                pushed[id(param)][rows] = name not in held
+        entries = torch.cat([weights[id(p)][pushed[id(p)]] for p in params] or [torch.ones(0)])
         mean = float(entries.mean()) if entries.numel() and float(entries.mean()) > 0 else 1.0
         return [
-            torch.where(grouped[id(p)], weights[id(p)] / mean, weights[id(p)]).to(p.dtype)
+            torch.where(pushed[id(p)], weights[id(p)] / mean, weights[id(p)]).to(p.dtype)
             for p in params
         ]
 

@@ -112,6 +112,34 @@ def test_min_fraction_floor_holds_through_every_removal():
     assert any(w == -(-3 * initial[n] // 4) for n, w in pruner.structure.widths().items())
 
 
+@pytest.mark.parametrize("weighting", ["uniform", "params"])
+def test_a_group_at_its_floor_is_not_pushed(weighting):
+    torch.manual_seed(0)
+    model, x = VGG((16, 32), size=8, hidden=32, out=10), torch.randn(32, 3, 8, 8)
+    pruner, opt = _pruner(model, x, min_fraction=0.5, reg_weighting=weighting)
+    name = next(iter(pruner.structure.groups))
+    assert name not in pruner.steering.held_groups()
+    demp.remove_units(model, {name: list(range(8))}, opt, structure=pruner.structure)
+    assert pruner.steering.held_groups() == {name}
+    weights = pruner.steering.reg_weights(pruner._reg_params)
+    by_param = dict(zip(map(id, pruner._reg_params), weights, strict=True))
+    held, pushed = [], []
+    for group_name, group in pruner.structure.groups.items():
+        for slot in group.slots:
+            if slot.role == "norm":
+                w = by_param[id(model.get_submodule(slot.path).weight)][slot.index[:, 0]]
+                (held if group_name == name else pushed).append(w)
+    assert held and all(bool((w == 0).all()) for w in held)
+    assert float(torch.cat(pushed).mean()) == pytest.approx(1.0)
+    assert all(bool((w > 0).all()) for w in pushed)
+    for p in pruner._reg_params:
+        p.grad = torch.zeros_like(p)
+    add_penalty_gradient(pruner._reg_params, "l1", 0.5, weights)
+    scales = [model.get_submodule(s.path).weight for s in pruner.structure.groups[name].slots
+              if s.role == "norm"]  # fmt: skip
+    assert scales and all(bool((p.grad == 0).all()) for p in scales)
+
+
 @pytest.mark.parametrize("metric", ["weight", "neuron", "flops"])
 def test_a_target_run_lands_at_or_just_below_the_target(metric):
     torch.manual_seed(0)
