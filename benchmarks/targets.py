@@ -20,6 +20,7 @@ import csv
 import json
 import multiprocessing
 import platform
+import statistics
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -155,6 +156,46 @@ def write(out: Path, rows: list[dict], jobs: int) -> None:
             f"{r['revived']} | {r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |"
         )
     (out / "targets.md").write_text("\n".join(lines) + "\n")
+    (out / "summary.md").write_text(summary_table(rows))
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Per (target, variant): seeds, mean +- sample sd of test accuracy, landing range."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if not r["error"]:
+            groups.setdefault((float(r["target"]), r["variant"]), []).append(r)
+    lines = [
+        "| target | variant | seeds | test acc (mean +- sd) | landed (min-max) | neuron sp. "
+        "| inference FLOPs | reached |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (target, variant), rs in sorted(groups.items()):
+        acc = [100 * float(r["test_acc"]) for r in rs]
+        landed = [float(r["landed"]) for r in rs]
+        sd = f"{statistics.stdev(acc):.2f}" if len(acc) > 1 else "n/a"
+        reached = f"{sum(r['reached_step'] not in (None, '', 'None') for r in rs)}/{len(rs)}"
+        if VARIANTS[variant].get("method", "demp") != "demp":
+            reached = "n/a"
+        lines.append(
+            f"| {target:g} | {variant} | {len(rs)} | {statistics.mean(acc):.2f} +- {sd} | "
+            f"{min(landed):.3f}-{max(landed):.3f} | "
+            f"{statistics.mean(float(r['neuron_sparsity']) for r in rs):.3f} | "
+            f"{statistics.mean(float(r['inference_flops_ratio']) for r in rs):.3f} | "
+            f"{reached} |"
+        )
+    return "\n".join(lines) + "\n\n" + widths_table(groups)
+
+
+def widths_table(groups: dict[tuple, list[dict]]) -> str:
+    """Mean final width of every normalization layer (module order), per target and variant."""
+    lines = ["Mean final width of each normalization layer, in module order:", ""]
+    for (target, variant), rs in sorted(groups.items()):
+        columns = [list(map(int, str(r["widths"]).split())) for r in rs if r["widths"]]
+        if columns and len({len(c) for c in columns}) == 1:
+            mean = [round(sum(c) / len(c)) for c in zip(*columns, strict=True)]
+            lines.append(f"- {target:g} {variant}: {' '.join(map(str, mean))}")
+    return "\n".join(lines) + "\n"
 
 
 def grid(args: argparse.Namespace) -> list[tuple]:
@@ -178,7 +219,14 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST files")
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds after which no new run is started")  # fmt: skip
+    parser.add_argument("--summarize", type=Path, default=None,
+                        help="only rewrite summary.md beside this targets.csv")  # fmt: skip
     args = parser.parse_args()
+    if args.summarize:
+        with open(args.summarize) as f:
+            table = summary_table(list(csv.DictReader(f)))
+        (args.summarize.parent / "summary.md").write_text(table)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     options = {"threads": args.threads, "device": args.device, "steps": args.steps,
                "train_size": args.train_size, "test_size": args.test_size,

@@ -99,6 +99,8 @@ def check_contract(method, tmp_path, interrupt_at, monkeypatch):
     # the saved (possibly shrunk) model reloads into a freshly built one, outputs equal
     data = load_dataset("synthetic", None, 256, 64, 0)
     fresh = build_model("resnet18", data.num_classes, data.input_shape, 0.125)
+    if method == "demp":  # DemP's runs on the zoo ResNets are per-block (--residual auto)
+        demp.decouple_residuals(fresh, data.test_x[:2])
     demp.load_checkpoint(straight / "checkpoint", fresh)
     weights = load_file(straight / "checkpoint" / "model.safetensors")
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in weights.items())

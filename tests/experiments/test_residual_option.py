@@ -56,8 +56,25 @@ def test_per_block_has_more_units_than_coupled(tmp_path):
 
 
 def test_residual_mode_is_checked():
-    with pytest.raises(DempError, match="residual must be one of coupled, per-block"):
+    with pytest.raises(DempError, match="residual must be one of auto, coupled, per-block"):
         TrainConfig(residual="per-stage", steps=1)
-    assert TrainConfig(steps=1).residual == "coupled"
+    assert TrainConfig(steps=1).residual == "auto"
     with pytest.raises(SystemExit):
         main(["train", "--residual", "per-stage"])
+
+
+@pytest.mark.parametrize(
+    "model,method,mode",
+    [("resnet18", "demp", "per-block"), ("resnet50", "demp", "per-block"),
+     ("resnet18", "snap", "coupled"), ("vgg16", "demp", "coupled"),
+     ("resnet1d", "demp", "coupled")],
+)  # fmt: skip
+def test_auto_residual_is_per_block_for_demp_on_the_zoo_resnets(model, method, mode):
+    assert TrainConfig(model=model, method=method, steps=1).residual_mode() == mode
+    forced = TrainConfig(model=model, method=method, steps=1, residual="coupled")
+    assert forced.residual_mode() == "coupled"
+
+
+def test_a_default_demp_resnet_run_has_per_block_units(tmp_path):
+    assert train("--steps", 1, "--out", tmp_path / "d") == 0
+    assert groups_at_start(tmp_path / "d")["units_initial"] == 244

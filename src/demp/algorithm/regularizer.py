@@ -19,7 +19,7 @@ from ..ops.rules import DEFAULT_RULES, LayerRules
 
 RegKind = Literal["l1", "l2", "off"]
 RegTarget = Literal["norm_scale", "all"]
-RegWeighting = Literal["uniform", "params", "flops"]
+RegWeighting = Literal["auto", "uniform", "params", "flops"]
 Weights = list[torch.Tensor | None] | None
 
 

@@ -154,7 +154,7 @@ class Steering:
         the whole model, RESULTS-target.md). The other grouped units get 1 (``"uniform"``)
         or their unit's cost, normalized to mean 1 over them.
         """
-        held, weighting = self.held_groups(), self.config.reg_weighting
+        held, weighting = self.held_groups(), self.config.weighting
         if weighting == "uniform" and not held:
             return None
         unit = None

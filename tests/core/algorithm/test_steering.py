@@ -202,3 +202,27 @@ def test_regularized_parameters_unchanged_by_steering_defaults():
     pruner, _ = _pruner(model, torch.randn(16, 3, 8, 8))
     assert pruner._weights is None
     assert pruner._reg_params == regularized_parameters(model, "norm_scale")
+
+
+@pytest.mark.parametrize(
+    "options,expected",
+    [({}, "uniform"), ({"target_sparsity": 0.5}, "params"),
+     ({"target_sparsity": 0.5, "target_metric": "flops"}, "flops"),
+     ({"target_sparsity": 0.5, "target_metric": "neuron"}, "uniform"),
+     ({"target_sparsity": 0.5, "reg_target": "all"}, "uniform"),
+     ({"target_sparsity": 0.5, "reg_weighting": "uniform"}, "uniform"),
+     ({"reg_weighting": "flops"}, "flops")],
+)  # fmt: skip
+def test_auto_weighting_is_the_cost_in_the_targets_metric(options, expected):
+    assert demp.DemPConfig(**options).weighting == expected
+
+
+def test_a_weight_target_weighs_the_penalty_by_params_by_default():
+    torch.manual_seed(0)
+    model, x = VGG((16, 32), size=8, hidden=32, out=10), torch.randn(32, 3, 8, 8)
+    twin = copy.deepcopy(model)
+    auto, _ = _pruner(model, x, target_sparsity=0.5)
+    explicit, _ = _pruner(twin, x, target_sparsity=0.5, reg_weighting="params")
+    assert auto._weights is not None
+    for a, b in zip(auto._weights, explicit._weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -23,7 +23,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--model", None, "model", str, None, "registry model (mlp, mlp-bn, resnet18, resnet34, resnet50, vgg16, cnn1d, resnet1d, vit)"),
     ("--width", None, "width", float, None, "width multiplier (1.0 = standard)"),
     ("--activation", None, "activation", str, ("relu", "leaky_relu", "gelu", "silu"), "activation"),
-    ("--residual", None, "residual", str, RESIDUAL_MODES, "residual units: one group per stream (coupled) or per block (demp.decouple_residuals)"),
+    ("--residual", None, "residual", str, RESIDUAL_MODES, "residual units: one group per stream (coupled) or per block (demp.decouple_residuals); auto: per-block for DemP on the zoo's resnet18/34/50, else coupled"),
     ("--method", None, "method", str, None, "training method (the registered methods)"),
     ("--optimizer", None, "optimizer", str, tuple(OPTIMIZERS), "optimizer"),
     ("--lr", None, "lr", float, None, "learning rate"),
@@ -55,7 +55,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--target-sparsity", "demp", "target_sparsity", float, None, "DemP+: sparsity to reach in --target-metric (a controller drives lambda)"),
     ("--target-reach", "demp", "target_reach", float, None, "DemP+: fraction of the run by which the target should be reached"),
     ("--target-release", "demp", "target_release", float, None, "DemP+: fraction of the run over which lambda decays once reached"),
-    ("--reg-weighting", "demp", "reg_weighting", str, ("uniform", "params", "flops"), "DemP+: weigh each scale's penalty by its unit's cost"),
+    ("--reg-weighting", "demp", "reg_weighting", str, ("auto", "uniform", "params", "flops"), "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)"),
     ("--min-fraction", "demp", "min_fraction", float, None, "DemP+: never cut a group below this fraction of its width"),
 ]  # fmt: skip
 

@@ -28,9 +28,12 @@ from ...methods import get_method, option_fields
 from .lr import LR_SCHEDULES
 from .optim import OPTIMIZERS
 
-RESIDUAL_MODES = ("coupled", "per-block")
+RESIDUAL_MODES = ("auto", "coupled", "per-block")
 """``residual``: one channel group per residual stream (as traced), or per block
-(:func:`demp.decouple_residuals`, applied right after the model is built)."""
+(:func:`demp.decouple_residuals`, applied right after the model is built); ``auto``:
+per-block for DemP on the zoo's 2-D ResNets (measured at least as good as coupled,
+benchmarks/RESULTS-target.md), coupled otherwise (the baselines keep their papers' groups)."""
+PER_BLOCK_MODELS = ("resnet18", "resnet34", "resnet50")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,7 +52,7 @@ class TrainConfig:
     model: str = "resnet18"
     width: float = 0.25
     activation: str = "relu"
-    residual: str = "coupled"
+    residual: str = "auto"
     method: str = "demp"
     optimizer: str = "adam"
     lr: float = 5e-3
@@ -90,6 +93,13 @@ class TrainConfig:
         for name in ("lr", "batch_size", "log_every"):
             if getattr(self, name) <= 0:
                 raise DempError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def residual_mode(self) -> str:
+        """``residual`` with ``auto`` resolved: ``"coupled"`` or ``"per-block"``."""
+        if self.residual != "auto":
+            return self.residual
+        demp_run = get_method(self.method).demp_config
+        return "per-block" if demp_run and self.model in PER_BLOCK_MODELS else "coupled"
 
     def method_config(self) -> Any:
         """The options of the run's method (its frozen dataclass, or the DemPConfig)."""

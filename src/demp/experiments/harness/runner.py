@@ -66,7 +66,7 @@ def build_run(config: TrainConfig, out: Path, progress: bool) -> RunState:
     total = config.total_steps(spe)
     model = build_model(config.model, data.num_classes, data.input_shape, config.width,
                         config.activation).to(device)  # fmt: skip
-    residuals = per_block_residuals(model, data.train_x[:2].to(device), config.residual)
+    residuals = per_block_residuals(model, data.train_x[:2].to(device), config.residual_mode())
     optimizer = make_optimizer(config, model)
     probe = data.probe(config.demp.probe_size).to(device)
     ctx = MethodContext(model, optimizer, total, spe, ranks.shard(probe), config.batch_size,
