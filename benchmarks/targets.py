@@ -167,8 +167,8 @@ def summary_table(rows: list[dict]) -> str:
             groups.setdefault((float(r["target"]), r["variant"]), []).append(r)
     lines = [
         "| target | variant | seeds | test acc (mean +- sd) | landed (min-max) | neuron sp. "
-        "| inference FLOPs | reached |",
-        "|---|---|---|---|---|---|---|---|",
+        "| inference FLOPs | training FLOPs | reached |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (target, variant), rs in sorted(groups.items()):
         acc = [100 * float(r["test_acc"]) for r in rs]
@@ -182,7 +182,7 @@ def summary_table(rows: list[dict]) -> str:
             f"{min(landed):.3f}-{max(landed):.3f} | "
             f"{statistics.mean(float(r['neuron_sparsity']) for r in rs):.3f} | "
             f"{statistics.mean(float(r['inference_flops_ratio']) for r in rs):.3f} | "
-            f"{reached} |"
+            f"{statistics.mean(float(r['train_flops_ratio']) for r in rs):.3f} | {reached} |"
         )
     return "\n".join(lines) + "\n\n" + widths_table(groups)
 

@@ -3,6 +3,7 @@
 import json
 
 import matplotlib.image
+import pytest
 import torch
 
 import demp
@@ -135,3 +136,17 @@ def test_shipped_config_files_are_valid():
     for path in files:
         config = TrainConfig.from_dict(load_toml(path))
         assert config.total_steps(100) > 0
+
+
+def test_train_help_shows_each_options_default(capsys):
+    from demp.experiments.harness.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    run, cfg = TrainConfig(steps=1), demp.DemPConfig()
+    assert f"batch size (default: {run.batch_size})" in text
+    assert f"(default: {run.residual})" in text and f"(default: {run.optimizer})" in text
+    assert f"peak regularization strength lambda (default: {cfg.reg_strength})" in text
+    assert f"(default: {cfg.target_reach})" in text
+    assert "training length in steps (wins over --epochs) (default" not in text  # None: none

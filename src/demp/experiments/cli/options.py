@@ -7,10 +7,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from ...algorithm.config import DemPConfig
 from ...methods import method_names, option_fields
 from ...schedules import Constant, CosineDecay, OneCycle, Warmup
 from ..data import DATASETS
-from ..harness.config import RESIDUAL_MODES
+from ..harness.config import RESIDUAL_MODES, TrainConfig
 from ..harness.lr import LR_SCHEDULES
 from ..harness.optim import OPTIMIZERS
 
@@ -109,10 +110,27 @@ def all_options() -> list[tuple[str, str | None, str, Any, tuple | None, str]]:
     return rows + method_options()
 
 
+def default_of(section: str | None, key: str) -> Any:
+    """The value a run or DemP option takes when not given (None: no fixed default).
+
+    The methods' own options get None: each method applies its own default.
+    """
+    fields = {f.name: f for f in dataclasses.fields(DemPConfig if section else TrainConfig)}
+    found = fields.get(key)
+    if found is None or found.default is dataclasses.MISSING:
+        return None
+    return found.default
+
+
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """Add every run, method and DemP option (all default to None: 'not given')."""
-    for flag, _section, _key, kind, choices, text in all_options():
-        parser.add_argument(flag, type=kind, choices=choices, default=None, help=text)
+    """Add every run, method and DemP option (all default to None: 'not given').
+
+    The help of each shows the value it takes when not given, if it has a fixed one.
+    """
+    for flag, section, key, kind, choices, text in all_options():
+        default = default_of(section, key)
+        shown = f"{text} (default: {default})" if default is not None else text
+        parser.add_argument(flag, type=kind, choices=choices, default=None, help=shown)
     parser.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None,
                         help="remove dead units during training (default) or only at the end")  # fmt: skip
     parser.add_argument("--allow-inexact-norm", action=argparse.BooleanOptionalAction,
