@@ -3,6 +3,7 @@ the registry: every registered dataset meets the contract, toys can be added and
 
 import argparse
 import gzip
+import json
 import pickle
 
 import numpy as np
@@ -233,3 +234,53 @@ def test_builtin_datasets_and_bad_registrations():
     with pytest.raises(demp.DempError, match="invalid dataset name"):
         register_dataset(" ", "blank")
     assert "toy3" not in DATASETS
+
+
+def test_mnist1d_honours_both_sizes_and_its_data_seed():
+    from demp.experiments.data.mnist1d import samples_for
+
+    data = load_dataset("mnist1d", train_size=400, test_size=1500)
+    assert data.train_x.shape == (400, 1, 40) and len(data.test_x) == 1500
+    for train, test in [(None, None), (4000, 1000), (4001, None), (100, 2345), (9000, 3000)]:
+        n = samples_for(train, test)
+        assert n % 10 == 0 and int(0.8 * n) >= (train or 0) and n - int(0.8 * n) >= (test or 0)
+        assert samples_for(train, test) == max(5000, n)
+    again = load_dataset("mnist1d", train_size=400, test_size=1500)
+    other = load_dataset("mnist1d", train_size=400, test_size=1500, seed=1)
+    assert torch.equal(again.test_x, data.test_x) and not torch.equal(other.test_x, data.test_x)
+
+
+def test_every_training_seed_trains_on_the_same_data(monkeypatch, tmp_path):
+    from demp.experiments.harness import runner
+    from demp.experiments.harness.config import TrainConfig
+
+    seen = []
+
+    def spy(*args):
+        seen.append(args[-1])
+        raise demp.DempError("stop")
+
+    monkeypatch.setattr(runner, "load_dataset", spy)
+    for seed in (0, 3):
+        with pytest.raises(demp.DempError, match="stop"):
+            runner.run_training(TrainConfig(steps=1, seed=seed), tmp_path / f"s{seed}")
+    with pytest.raises(demp.DempError, match="stop"):
+        runner.run_training(TrainConfig(steps=1, data_seed=5), tmp_path / "d")
+    # a run folder written before data_seed existed resumes on its own seed's data
+    old = tmp_path / "old"
+    old.mkdir()
+    saved = TrainConfig(steps=1, seed=3).to_dict()
+    del saved["data_seed"]
+    (old / "config.json").write_text(json.dumps(saved))
+    from demp.experiments.cli.main import main
+
+    assert main(["train", "--resume", str(old), "--no-progress"]) != 0
+    assert seen == [0, 0, 5, 3]
+
+
+def test_a_size_larger_than_the_dataset_is_refused(toy_dataset):
+    with pytest.raises(demp.DempError, match="test_size 5 is larger than the 4 test examples"):
+        load_dataset(toy_dataset, test_size=5)
+    with pytest.raises(demp.DempError, match="train_size 17 is larger than the 16 train"):
+        load_dataset(toy_dataset, train_size=17)
+    assert len(load_dataset(toy_dataset, train_size=16, test_size=4).test_x) == 4

@@ -116,6 +116,7 @@ def _train(args: argparse.Namespace) -> int:
         if not config_file.is_file():
             raise DempError(f"cannot resume: {config_file} not found (not a demp run folder)")
         saved = json.loads(config_file.read_text())
+        saved.setdefault("data_seed", saved.get("seed", 0))  # folders from before data_seed
         config = TrainConfig.from_dict(merge(saved, overrides))
         summary = run_training(config, args.resume, resume=True, progress=not args.no_progress,
                                stop_after=args.stop_after)  # fmt: skip

@@ -37,6 +37,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--steps", None, "steps", int, None, "training length in steps (wins over --epochs)"),
     ("--batch-size", None, "batch_size", int, None, "batch size"),
     ("--seed", None, "seed", int, None, "seed of data order, augmentation and model init"),
+    ("--data-seed", None, "data_seed", int, None, "seed of the data itself (training subset, generated datasets), the same for every --seed"),
     ("--device", None, "device", str, None, "auto, cpu, cuda, cuda:1..."),
     ("--log-every", None, "log_every", int, None, "steps between metric lines"),
     ("--monitor-every", None, "monitor_every", int, None, "dense runs: steps between dead-unit counts"),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ...errors import DempError
 from .registry import (
     DATASETS,
     Augment,
@@ -102,16 +103,22 @@ def load_dataset(
         data_dir: Folder of the files (default: the standard location of each dataset).
         train_size: Keep this many training examples (a fixed random subset; None: all).
         test_size: Keep this many test examples (the first ones; None: all).
-        seed: Seed of the subset choice and of generated datasets.
+        seed: Seed of the subset choice and of generated datasets (the data seed).
 
     Raises:
-        DempError: Unknown name (listing the registered ones), or files corrupted.
+        DempError: Unknown name (listing the registered ones), files corrupted, or a size
+            larger than the dataset has.
         DataMissing: Files absent (saying how to get them).
     """
     spec = DATASETS.lookup(name)
     raw = spec.loader(Path(data_dir) if data_dir is not None else None, train_size, test_size, seed)
     tx, ty, vx, vy = raw.train_x, raw.train_y, raw.test_x, raw.test_y
     num_classes = raw.num_classes or int(ty.max()) + 1
+    for split, size, have in (("train", train_size, len(tx)), ("test", test_size, len(vx))):
+        if size is not None and size > have:
+            raise DempError(
+                f"{split}_size {size} is larger than the {have} {split} examples of {name}"
+            )
     if train_size is not None and train_size < len(tx):
         keep = torch.randperm(len(tx), generator=torch.Generator().manual_seed(seed))[:train_size]
         tx, ty = tx[keep], ty[keep]

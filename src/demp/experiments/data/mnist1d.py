@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -39,10 +40,27 @@ def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, torch.Ten
     }
 
 
+_TRAIN_SPLIT = 0.8  # the mnist1d generator's split: 80 % training, 20 % test
+
+
+def samples_for(train_size: int | None, test_size: int | None) -> int:
+    """Samples to generate (at least the package's 5000) so both splits are large enough."""
+    train, test = train_size or 0, test_size or 0
+    n = max(5000, math.ceil(train / _TRAIN_SPLIT), math.ceil(test / (1 - _TRAIN_SPLIT)))
+    n = -(-n // 10) * 10  # the generator makes num_samples // 10 per class
+    while int(n * _TRAIN_SPLIT) < train or n - int(n * _TRAIN_SPLIT) < test:
+        n += 10
+    return n
+
+
 @register_dataset("mnist1d", "MNIST-1D, 40-sample 1-D signals, 10 classes (generated locally)")
 def load_mnist1d(
     data_dir: Path | None, train_size: int | None, test_size: int | None, seed: int
 ) -> RawData:
-    """Generate MNIST-1D: enough samples for ``train_size`` (at least 5000), 20 % of them test."""
-    d = make_mnist1d(num_samples=max(5000, (train_size or 4000) * 5 // 4), seed=42 + seed)
+    """Generate MNIST-1D with enough samples for both sizes (5000 by default, 20 % test).
+
+    ``seed`` is the data seed (the package's canonical 42 for seed 0): the harness passes
+    its ``data_seed``, the same for every training seed.
+    """
+    d = make_mnist1d(num_samples=samples_for(train_size, test_size), seed=42 + seed)
     return RawData(d["train_x"], d["train_y"], d["test_x"], d["test_y"], num_classes=10)

@@ -65,6 +65,7 @@ class TrainConfig:
     steps: int | None = None
     batch_size: int = 128
     seed: int = 0
+    data_seed: int = 0
     device: str = "auto"
     log_every: int = 25
     monitor_every: int | None = None

@@ -56,7 +56,7 @@ def build_run(config: TrainConfig, out: Path, progress: bool) -> RunState:
     device = ranks.device(device)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_dir, config.train_size, config.test_size,
-                        config.seed)  # fmt: skip
+                        config.data_seed)  # fmt: skip
     spe = data.steps_per_epoch(config.batch_size)
     if spe == 0:
         raise DempError(
