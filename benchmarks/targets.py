@@ -30,6 +30,7 @@ import torch
 
 from demp.experiments.harness.config import TrainConfig
 from demp.experiments.harness.runner import run_training
+from demp.experiments.harness.timing import train_eval_seconds
 
 BASE = {
     "dataset": "fashion-mnist", "train_size": 20000, "model": "resnet18", "width": 0.25,
@@ -87,7 +88,7 @@ def row_of(folder: Path, variant: str, target: float, seed: int, metric: str) ->
     state = json.loads(pruner_file.read_text()) if pruner_file.exists() else {}
     history = state.get("history") or [{"dead": 0, "removed": 0}]
     steering = state.get("steering") or {}
-    per_step = summary["seconds_per_step"]
+    seconds = train_eval_seconds(summary)
     landed = {"weight": summary["weight_sparsity"], "neuron": summary["neuron_sparsity"],
               "flops": 1 - summary["inference_flops_ratio"]}[metric]  # fmt: skip
     return {
@@ -100,10 +101,7 @@ def row_of(folder: Path, variant: str, target: float, seed: int, metric: str) ->
         "reached_step": steering.get("controller", {}).get("reached_at"),
         "dead_kept": history[-1]["dead"] - history[-1]["removed"],
         "revived": sum(e.get("revived", 0) for e in history),
-        "train_seconds": summary["steps"] * sum(
-            v for k, v in per_step.items() if k not in ("eval", "checkpoint")
-        ),
-        "eval_seconds": summary["steps"] * per_step.get("eval", 0.0),
+        "train_seconds": seconds[0], "eval_seconds": seconds[1],
         "widths": widths(folder), "error": "",
     }  # fmt: skip
 

@@ -91,3 +91,18 @@ def test_presets_cover_every_method_seed_and_level():
     names = [n for n, _ in cpu]
     assert len(set(names)) == len(names) and "earlycrop-s-0.55-s1" in names
     assert PRESETS["paper"].base["dataset"] == "cifar10"
+
+
+def test_results_time_ratio_is_training_only(tmp_path):
+    from demp.experiments.bench.results import collect
+
+    phases = {"data": 0.1, "compute": 0.3, "pruner_noise": 0.1, "eval": 0.5, "checkpoint": 1}
+    dense = {"method": "dense", "steps": 10, "wall_seconds": 30.0,
+             **{f"seconds_per_step_{k}": v for k, v in phases.items()}}  # fmt: skip
+    demp_row = {"method": "demp", "steps": 10, "wall_seconds": 20.0,
+                "train_seconds": 2.5, "eval_seconds": 0.5}  # fmt: skip
+    rows = collect([dense, demp_row])
+    assert rows[0]["train_seconds"] == pytest.approx(5.0)  # 10 x (0.1 + 0.3 + 0.1)
+    assert rows[0]["eval_seconds"] == pytest.approx(5.0)
+    assert rows[0]["time_ratio"] == pytest.approx(1.0)
+    assert rows[1]["time_ratio"] == pytest.approx(0.5)  # 2.5 / 5, not 20 / 30

@@ -28,8 +28,14 @@ def test_train_writes_every_artefact(tmp_path):
         assert matplotlib.image.imread(png).ndim == 3
     summary = json.loads((out / "summary.json").read_text())
     for key in ("test_acc", "neuron_sparsity", "weight_sparsity", "train_flops_ratio",
-                "inference_flops_ratio", "wall_seconds", "seconds_per_step"):  # fmt: skip
+                "inference_flops_ratio", "wall_seconds", "seconds_per_step", "train_seconds",
+                "eval_seconds"):  # fmt: skip
         assert key in summary
+    per_step = summary["seconds_per_step"]  # training: every phase but eval and checkpoints
+    training = sum(v for k, v in per_step.items() if k not in ("eval", "checkpoint"))
+    assert summary["train_seconds"] == pytest.approx(60 * training)
+    assert summary["eval_seconds"] == pytest.approx(60 * per_step["eval"])
+    assert summary["train_seconds"] + summary["eval_seconds"] <= summary["wall_seconds"]
     assert summary["steps"] == 60 and 0 <= summary["test_acc"] <= 1
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     kinds = {r["kind"] for r in records}
@@ -150,3 +156,20 @@ def test_train_help_shows_each_options_default(capsys):
     assert f"peak regularization strength lambda (default: {cfg.reg_strength})" in text
     assert f"(default: {cfg.target_reach})" in text
     assert "training length in steps (wins over --epochs) (default" not in text  # None: none
+
+
+def test_report_times_training_apart_from_evaluation(tmp_path):
+    from demp.experiments.reports.compare import load_runs, markdown
+
+    for name, train_s, eval_s in (("dense", 10.0, 7.0), ("demp", 4.0, 1.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        summary = {"method": name, "test_acc": 0.5, "neuron_sparsity": 0.0,
+                   "weight_sparsity": 0.0, "train_flops_ratio": 1.0,
+                   "inference_flops_ratio": 1.0, "wall_seconds": 99.0,
+                   "train_seconds": train_s, "eval_seconds": eval_s}  # fmt: skip
+        (folder / "summary.json").write_text(json.dumps(summary))
+        config = {"demp": {"reg_strength": 1e-3}} if name == "demp" else {}
+        (folder / "config.json").write_text(json.dumps(config))
+    table = markdown(load_runs([tmp_path / "dense", tmp_path / "demp"]))
+    assert "| 10 | 7 | 1.00x |" in table and "| 4 | 1 | 2.50x |" in table  # not 99 s

@@ -7,9 +7,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ..harness.timing import train_eval_seconds
+
 FIELDS = (
     "run", "method", "level", "seed", "test_acc", "neuron_sparsity", "weight_sparsity",
-    "wall_seconds", "time_ratio", "train_flops_ratio", "inference_flops_ratio",
+    "train_seconds", "eval_seconds", "wall_seconds", "time_ratio", "train_flops_ratio",
+    "inference_flops_ratio",
 )  # fmt: skip
 PLOT = "accuracy_vs_sparsity.png"
 
@@ -17,13 +20,18 @@ PLOT = "accuracy_vs_sparsity.png"
 def collect(run_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ``results.csv`` rows of a sweep's run rows (see :mod:`.runs`).
 
-    Time is relative to the mean dense run of the sweep.
+    ``time_ratio`` is the training time (evaluation and checkpoints excluded,
+    :mod:`..harness.timing`) relative to the mean dense run of the sweep.
     """
-    rows = [{key: run.get(key) for key in FIELDS if key != "time_ratio"} for run in run_rows]
-    dense = [r["wall_seconds"] for r in rows if r["method"] == "dense"]
+    rows = []
+    for run in run_rows:
+        row = {key: run.get(key) for key in FIELDS if key != "time_ratio"}
+        row["train_seconds"], row["eval_seconds"] = train_eval_seconds(run)
+        rows.append(row)
+    dense = [r["train_seconds"] for r in rows if r["method"] == "dense" and r["train_seconds"]]
     base = statistics.mean(dense) if dense else None
     for row in rows:
-        row["time_ratio"] = row["wall_seconds"] / base if base else None
+        row["time_ratio"] = row["train_seconds"] / base if base and row["train_seconds"] else None
     return rows
 
 
@@ -50,7 +58,7 @@ def markdown(agg: list[dict[str, Any]]) -> str:
     """The aggregated table in Markdown."""
     head = (
         "| method | lambda / target | seeds | test acc (mean ± std) | neuron sparsity "
-        "| weight sparsity | train time vs dense | train FLOPs vs dense | inference FLOPs |"
+        "| weight sparsity | training time vs dense | train FLOPs vs dense | inference FLOPs |"
     )
     lines = [head, "|" + "---|" * 9]
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731

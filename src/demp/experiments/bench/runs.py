@@ -33,7 +33,7 @@ LEADING = ("run", "method", "level", "target", "reg_strength", "seed", "dataset"
 SUMMARY_ORDER = (
     "test_acc", "test_loss", "neuron_sparsity", "weight_sparsity", "params_initial", "params",
     "units_initial", "units", "inference_flops", "inference_flops_ratio", "train_flops",
-    "train_flops_ratio", "steps", "epochs", "wall_seconds",
+    "train_flops_ratio", "steps", "epochs", "train_seconds", "eval_seconds", "wall_seconds",
 )  # fmt: skip
 METHOD_ORDER = ("dense", "demp", "snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming")
 NOTES_SEPARATOR = "; "

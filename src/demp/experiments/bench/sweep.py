@@ -55,7 +55,8 @@ def run_bench(
         print(
             f"    test acc {summary['test_acc']:.4f}, neuron sparsity "
             f"{summary['neuron_sparsity']:.1%}, weight sparsity {summary['weight_sparsity']:.1%}, "
-            f"{summary['wall_seconds']:.0f} s",
+            f"training {summary['train_seconds']:.0f} s + evaluation "
+            f"{summary['eval_seconds']:.0f} s",
             flush=True,
         )
     rows = collect_runs(runs_dir, [name for name, _ in runs])

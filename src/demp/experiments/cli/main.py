@@ -139,7 +139,8 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         f"{summary['method']} {summary['model']} on {summary['dataset']}: "
         f"test acc {summary['test_acc']:.4f}, neuron sparsity {summary['neuron_sparsity']:.1%}, "
         f"weight sparsity {summary['weight_sparsity']:.1%}, train FLOPs ratio "
-        f"{summary['train_flops_ratio']:.3f}, {summary['wall_seconds']:.0f} s -> {out}"
+        f"{summary['train_flops_ratio']:.3f}, training {summary['train_seconds']:.0f} s "
+        f"(+ evaluation {summary['eval_seconds']:.0f} s) -> {out}"
     )
 
 

@@ -44,6 +44,7 @@ from .ranks import Ranks
 from .rundir import MetricsLog, load_tensors, write_json
 from .state import PHASES, RunState
 from .steps import evaluate, make_optimizer, resolve_device
+from .timing import train_eval_seconds
 
 
 def build_run(config: TrainConfig, out: Path, progress: bool) -> RunState:
@@ -229,6 +230,7 @@ def make_summary(s: RunState, result: dict[str, float]) -> dict[str, Any]:
         target=s.method.summary_fields().get("target"), notes=s.notes,
     )  # fmt: skip
     out["seconds_per_step"] = per_step
+    out["train_seconds"], out["eval_seconds"] = train_eval_seconds(out)
     return out
 
 

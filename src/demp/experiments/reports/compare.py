@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DempError
+from ..harness.timing import train_eval_seconds
 
 COLUMNS = (
     "run", "method", "test acc", "neuron sparsity", "weight sparsity", "train FLOPs",
-    "inference FLOPs", "train s", "speedup vs dense",
+    "inference FLOPs", "train s", "eval s", "speedup vs dense",
 )  # fmt: skip
 
 
@@ -33,12 +34,14 @@ def load_runs(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
 
 
 def table_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
-    """One row per run; time and speedup relative to the first dense run."""
+    """One row per run; training time and speedup relative to the first dense run."""
     dense = next((r for r in runs if r["summary"]["method"] == "dense"), None)
+    base = train_eval_seconds(dense["summary"])[0] if dense else None
     rows = []
     for run in runs:
         s = run["summary"]
-        speed = dense["summary"]["wall_seconds"] / s["wall_seconds"] if dense else None
+        train, evaluation = train_eval_seconds(s)
+        speed = base / train if base and train else None
         label = s["method"]
         if s["method"] == "demp":
             demp = run["config"]["demp"]
@@ -54,11 +57,15 @@ def table_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
             [
                 run["name"], label, f"{s['test_acc']:.4f}", f"{s['neuron_sparsity']:.1%}",
                 f"{s['weight_sparsity']:.1%}", f"{s['train_flops_ratio']:.3f}",
-                f"{s['inference_flops_ratio']:.3f}", f"{s['wall_seconds']:.0f}",
+                f"{s['inference_flops_ratio']:.3f}", _seconds(train), _seconds(evaluation),
                 f"{speed:.2f}x" if speed else "n/a",
             ]
         )  # fmt: skip
     return rows
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
 
 
 def markdown(runs: list[dict[str, Any]]) -> str:
@@ -77,8 +84,10 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> str:
     notes = sorted({f"{r['name']}: {n}" for r in runs for n in r["summary"].get("notes", [])})
     text = "# demp report\n\n" + table + "\n\n" + "".join(f"- {n}\n" for n in notes)
     text += (
-        "\nFLOPs columns are ratios to each run's own initial (dense) model; speedup is the "
-        "dense run's training wall time over this run's.\n\n![accuracy vs sparsity](report.png)\n"
+        "\nFLOPs columns are ratios to each run's own initial (dense) model. `train s` is the "
+        "training loop (data, step, pruner), `eval s` the test-set evaluations and dead-unit "
+        "counts; speedup is the dense run's training time over this run's (evaluation "
+        "excluded).\n\n![accuracy vs sparsity](report.png)\n"
     )
     (out / "report.md").write_text(text)
     _plot(runs, out / "report.png")
