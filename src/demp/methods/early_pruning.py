@@ -27,14 +27,33 @@ class EarlyOptions(AtInitOptions):
         default="rachwan",
         metadata={"help": "early baselines: trigger rule", "choices": ("rachwan", "demp")},
     )
-    early_deadline: int = field(
-        default=4, metadata={"help": "early baselines: prune at this epoch at the latest"}
+    early_deadline: int | None = field(
+        default=None,
+        metadata={
+            "help": "early baselines: prune at this epoch at the latest (default: 10%% of "
+            "the run's epochs, at least 2)"
+        },
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.early_variant not in ("rachwan", "demp"):
             raise ValueError(f"early_variant must be rachwan or demp, got {self.early_variant!r}")
+        if self.early_deadline is not None and self.early_deadline < 1:
+            raise ValueError(f"early_deadline must be >= 1 epoch, got {self.early_deadline}")
+
+
+DEADLINE_FRACTION = 0.1
+
+
+def default_deadline(total_steps: int, steps_per_epoch: int) -> int:
+    """The latest epoch to prune at, scaled to the budget: 10 % of the run, at least 2.
+
+    Two epochs are the fewest the weight-distance rule needs (its reference and eps are
+    set at epochs 1 and 2); a run shorter than that prunes at its last epoch end.
+    """
+    epochs = total_steps / max(steps_per_epoch, 1)
+    return max(2, round(DEADLINE_FRACTION * epochs))
 
 
 class Early(Method):
@@ -42,7 +61,8 @@ class Early(Method):
 
     def __init__(self, options: EarlyOptions, scorer: Scorer) -> None:
         self.options, self.scorer = options, scorer
-        self.trigger = EarlyTrigger(options.target, options.early_variant, options.early_deadline)  # type: ignore[arg-type]
+        deadline = options.early_deadline or 1  # set from the budget at the first epoch end
+        self.trigger = EarlyTrigger(options.target, options.early_variant, deadline)  # type: ignore[arg-type]
         self.done = False
 
     def before_training(self, ctx: MethodContext) -> None:
@@ -53,6 +73,9 @@ class Early(Method):
         """Test the trigger; prune when it fires."""
         if self.done:
             return
+        self.trigger.deadline = self.options.early_deadline or default_deadline(
+            ctx.total_steps, ctx.steps_per_epoch
+        )
         if self.trigger.epoch_end(epoch, flat_weights(ctx.model)):
             o = self.options
             prune_iteratively(ctx, self.scorer, o.target, o.score_batches, o.target_metric)  # type: ignore[arg-type]

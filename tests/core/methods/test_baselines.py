@@ -223,3 +223,29 @@ def test_budget_removal_takes_the_shortest_prefix_that_reaches_the_budget(metric
         taken[n].append(j)
     assert {n: sorted(v) for n, v in taken.items()} == {n: c.tolist() for n, c in chosen.items()}
     assert all(not bool(m[int(torch.argmax(scores[n]))]) for n, m in masks.items())
+
+
+def test_the_early_deadline_scales_with_the_budget(monkeypatch):
+    from types import SimpleNamespace
+
+    from demp.methods import early_pruning
+
+    deadlines = [early_pruning.default_deadline(steps, 10) for steps in (50, 640, 1000, 25000)]
+    assert deadlines == [2, 6, 10, 250]  # 10 % of 5 / 64 / 100 / 2500 epochs, at least 2
+    monkeypatch.setattr(early_pruning, "prune_iteratively", lambda *args: None)
+
+    def fires_at(**options):
+        ctx = SimpleNamespace(model=torch.nn.Linear(3, 2), total_steps=300,
+                              steps_per_epoch=10, note=lambda _m: None)  # fmt: skip
+        method = early_pruning.Early(early_pruning.EarlyOptions(target=0.95, **options), None)
+        method.before_training(ctx)
+        for epoch in range(1, 31):  # constant weights: the distance rule never fires
+            method.epoch_end(ctx, epoch, 10 * epoch)
+            if method.done:
+                return epoch
+        return None
+
+    assert fires_at() == 3  # 10 % of a 30-epoch run
+    assert fires_at(early_deadline=5) == 5
+    with pytest.raises(ValueError, match="early_deadline must be >= 1"):
+        early_pruning.EarlyOptions(target=0.5, early_deadline=0)
