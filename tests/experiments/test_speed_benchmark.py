@@ -1,0 +1,42 @@
+"""benchmarks/speed.py: a run's final architecture, rebuilt from its checkpoint spec."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+from demp.experiments.cli.main import main
+
+SPEED = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
+
+
+def load_speed():
+    spec = importlib.util.spec_from_file_location("speed_benchmark", SPEED)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_rebuilt_architecture_is_the_runs_and_scales(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--train-size", "256", "--test-size", "64",
+            "--batch-size", "32", "--model", "resnet18", "--width", "0.125", "--steps", "40",
+            "--lr", "0.05", "--reg-strength", "0.5", "--prune-every", "8", "--no-progress",
+            "--out", str(run)]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["params"] < summary["params_initial"]  # the run cut units
+    speed = load_speed()
+    config, fractions, shape, k = speed.final_fractions(run)
+    assert config.residual_mode() == "per-block" and min(fractions.values()) < 1.0
+    x = torch.randn(2, *shape)
+    same = speed.scaled(config, fractions, shape, k, config.width, None, x)
+    assert sum(p.numel() for p in same.parameters()) == summary["params"]  # the run's own
+    big = (shape[0], 32, 32)
+    wide = speed.scaled(config, fractions, big, k, 0.25, 8, torch.randn(2, *big))
+    assert wide(torch.randn(3, *big)).shape == (3, k)
+    rows = speed.main([str(run), "--width", "0.25", "--steps", "1", "--round-to", "8",
+                       "--batch", "8"])  # fmt: skip
+    assert [r["model"] for r in rows] == ["dense", "pruned", "round_to=8"]
+    assert rows[0]["flops_bound"] == 1.0 and rows[1]["flops_bound"] >= rows[2]["flops_bound"] > 1
