@@ -19,10 +19,10 @@ import json
 import math
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from overhead import one_step  # benchmarks/overhead.py: one synchronized Adam step
 from torch import nn
 
 import demp
@@ -73,22 +73,7 @@ def scaled(config, fractions, shape, k, width, round_to, x):
 def step_timer(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     """A function that runs one Adam training step of ``model`` and returns its seconds."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step() -> float:
-        sync(x.device)
-        start = time.perf_counter()
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-        sync(x.device)
-        return time.perf_counter() - start
-
-    return step
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return lambda: one_step(model, opt, x, y)
 
 
 def peak_memory(step, device: torch.device) -> float | None:

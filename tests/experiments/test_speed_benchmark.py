@@ -11,14 +11,15 @@ from demp.experiments.cli.main import main
 SPEED = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
 
 
-def load_speed():
+def load_speed(monkeypatch):
+    monkeypatch.syspath_prepend(str(SPEED.parent))  # speed.py imports overhead.py beside it
     spec = importlib.util.spec_from_file_location("speed_benchmark", SPEED)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_the_rebuilt_architecture_is_the_runs_and_scales(tmp_path):
+def test_the_rebuilt_architecture_is_the_runs_and_scales(tmp_path, monkeypatch):
     run = tmp_path / "run"
     args = ["train", "--dataset", "synthetic", "--train-size", "256", "--test-size", "64",
             "--batch-size", "32", "--model", "resnet18", "--width", "0.125", "--steps", "40",
@@ -27,7 +28,7 @@ def test_the_rebuilt_architecture_is_the_runs_and_scales(tmp_path):
     assert main(args) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["params"] < summary["params_initial"]  # the run cut units
-    speed = load_speed()
+    speed = load_speed(monkeypatch)
     config, fractions, shape, k = speed.final_fractions(run)
     assert config.residual_mode() == "per-block" and min(fractions.values()) < 1.0
     x = torch.randn(2, *shape)
