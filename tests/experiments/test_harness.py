@@ -47,6 +47,15 @@ def test_train_writes_every_artefact(tmp_path):
     assert config["model"] == "mlp" and config["demp"]["reg_strength"] == 1e-3
 
 
+def test_eval_every_evaluates_every_nth_epoch_and_the_last_step(tmp_path):
+    out = tmp_path / "x"
+    assert train("--model", "mlp", "--method", "dense", "--steps", 60, "--eval-every", 3,
+                 "--out", out) == 0  # fmt: skip
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "epoch"] == [24, 48, 60]
+    assert train("--model", "mlp", "--steps", 8, "--eval-every", 0, "--out", tmp_path / "y") == 2
+
+
 def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
     out = tmp_path / "x"
     assert train("--model", "mlp", "--method", "dense", "--steps", 8, "--out", out) == 0

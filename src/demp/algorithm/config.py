@@ -55,6 +55,11 @@ class DemPConfig:
             learning rate is high).
         target_release: Once the target is reached, the strength (and the noise) decay to
             zero along a half cosine over this fraction of the run.
+        target_max_scale: Ceiling of the controller's multiplier of ``reg_strength``. At
+            the ceiling, three checks without progress give the target up: the strength
+            is released and the run ends short of the target, with a note (a strength far
+            above the loss gradients shrinks every unit, useful ones included:
+            RESULTS-target.md, "Windup").
         reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
             its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
             consumers' input columns included), normalized to mean 1 and recomputed after
@@ -91,6 +96,7 @@ class DemPConfig:
     target_metric: Metric = "weight"
     target_reach: float = 0.3
     target_release: float = 0.05
+    target_max_scale: float = 64.0
     reg_weighting: RegWeighting = "auto"
     min_fraction: float = 0.0
     revive: bool = True
@@ -131,6 +137,10 @@ class DemPConfig:
         for name in ("target_reach", "target_release"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"DemPConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        if not self.target_max_scale >= 1.0:
+            raise ValueError(
+                f"DemPConfig.target_max_scale must be >= 1, got {self.target_max_scale}"
+            )
         if not 0.0 <= self.min_fraction < 1.0:
             raise ValueError(f"DemPConfig.min_fraction must be in [0, 1), got {self.min_fraction}")
         if self.reg_weighting not in ("auto", "uniform") and self.reg_target != "norm_scale":

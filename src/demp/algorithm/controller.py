@@ -23,12 +23,25 @@ over-predicted (most settle at a small value). So:
   past the target anyway (:mod:`demp.algorithm.budget`).
 - **Held peak.** The configured schedule is followed up to its peak, then held there (its
   decay would otherwise fight the controller) until the target is reached.
+- **Ceiling.** The scale never exceeds ``max_scale`` (64 by default). With Adam a penalty
+  far above the loss gradients shrinks every scale at the learning rate's pace, useful
+  units included, and a unit whose scale reaches 0 with a positive shift outputs a
+  constant: alive, so never removed. Measured on a 30-epoch run with a step learning rate
+  (RESULTS-target.md, "Windup"): without a ceiling the deaths stalled at 81 % while the
+  scale grew to 32,000x and the model fell to chance.
+- **Stall.** At the ceiling, if ``patience`` (3) checks in a row, spanning at least the
+  loop's measured response time (the steps from the first rise to the first deaths; 20 %
+  of the run while none was seen), gained less than the tolerance, the target is given
+  up: the controller releases as if it had been reached (``stalled_at`` records the
+  step) and the rest of the run recovers accuracy. The run ends short of the target, and
+  says so.
 - **Release.** Once ``s >= target - tolerance`` (the tolerance is the smallest unit that
-  can still go, and at least half a point), pushing stops: the strength and the noise
-  decay to zero along a half cosine over ``release`` of the run. Removal never cuts past
-  the target (:mod:`demp.algorithm.budget`); units that die beyond it are revived with
-  zero fan-out (:mod:`demp.algorithm.revival`) or, with ``revive=False``, stay in the
-  model dead (they change nothing it computes); ``pruner.history`` counts both.
+  can still go, and at least half a point), or on a stall, pushing stops: the strength
+  and the noise decay to zero along a half cosine over ``release`` of the run. Removal
+  never cuts past the target (:mod:`demp.algorithm.budget`); units that die beyond it are
+  revived with zero fan-out (:mod:`demp.algorithm.revival`) or, with ``revive=False``,
+  stay in the model dead (they change nothing it computes); ``pruner.history`` counts
+  both.
 
 The strength at step ``t`` is ``reg_strength * scale * held(t) * release(t)``; the noise
 follows ``noise_std * noise_schedule(t) * min(1, scale) * release(t)`` (never above its
@@ -45,6 +58,9 @@ from ..schedules import Schedule, cosine_ramp
 
 _MAX_LOG_STEP = math.log(4.0)
 _STALLED = 3.0  # gain multiplier once units have died: a stall is then a measured response
+MAX_SCALE = 64.0  # default ceiling of the scale (see module doc, "Ceiling")
+PATIENCE = 3  # checks at the ceiling without progress before the target is given up
+STALL_WINDOW = 0.2  # ... and at least this fraction of the run while no response was seen
 
 
 @dataclass
@@ -59,8 +75,13 @@ class TargetController:
         release: Fraction of the run over which the strength decays once reached.
         gain: Log-change of the scale per unit of relative error (``ln 4``: a check that
             is a whole target behind multiplies the strength by 4).
+        max_scale: Ceiling of ``scale``.
+        patience: Checks at the ceiling without progress before the target is given up
+            (and at least the loop's measured response time, :meth:`response_time`).
+        stall_window: The response time, as a fraction of the run, until one is measured.
         scale: The controlled multiplier of the configured peak strength.
         reached_at: Step at which the target was reached (None: not yet).
+        stalled_at: Step at which the target was given up (None: not given up).
         trajectory: One entry per check: step, sparsity, reference, scale, multiplier.
     """
 
@@ -70,12 +91,25 @@ class TargetController:
     reach: float = 0.3
     release: float = 0.05
     gain: float = _MAX_LOG_STEP
+    max_scale: float = MAX_SCALE
+    patience: int = PATIENCE
+    stall_window: float = STALL_WINDOW
     scale: float = 1.0
     reached_at: int | None = None
+    stalled_at: int | None = None
     trajectory: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.max_scale < 1.0:
+            raise ValueError(f"TargetController.max_scale must be >= 1, got {self.max_scale}")
+        if self.patience < 1:
+            raise ValueError(f"TargetController.patience must be >= 1, got {self.patience}")
         self._peak_step, self._peak = _peak_of(self.schedule, self.total_steps)
+
+    @property
+    def released_at(self) -> int | None:
+        """Step at which pushing stopped: the target reached or given up (None: pushing)."""
+        return self.reached_at if self.reached_at is not None else self.stalled_at
 
     def reference(self, step: int) -> float:
         """The sparsity the run should have at ``step``."""
@@ -88,11 +122,11 @@ class TargetController:
         return min(1.0, self.schedule(step, self.total_steps) / self._peak)
 
     def released(self, step: int) -> float:
-        """1 before the target is reached, then a half-cosine decay to 0."""
-        if self.reached_at is None:
+        """1 before the target is reached (or given up), then a half-cosine decay to 0."""
+        if self.released_at is None:
             return 1.0
         span = max(self.release * self.total_steps, 1.0)
-        return cosine_ramp((step - self.reached_at) / span, 1.0, 0.0)
+        return cosine_ramp((step - self.released_at) / span, 1.0, 0.0)
 
     def multiplier(self, step: int) -> float:
         """Multiplier of the configured peak strength at ``step``."""
@@ -111,11 +145,14 @@ class TargetController:
             tolerance: Count the target as reached this close below it.
         """
         reference = self.reference(step)
-        if self.reached_at is None:
+        if self.released_at is None:
             if sparsity >= self.target - tolerance:
                 self.reached_at = step
+            elif self._stalled(step, sparsity, tolerance):
+                self.stalled_at = step
             else:
-                self.scale *= math.exp(self._log_step(sparsity, reference))
+                raised = self.scale * math.exp(self._log_step(sparsity, reference))
+                self.scale = min(self.max_scale, raised)
         self.trajectory.append(
             {
                 "step": step,
@@ -124,8 +161,39 @@ class TargetController:
                 "scale": self.scale,
                 "multiplier": self.multiplier(step),
                 "reached": self.reached_at is not None,
+                "stalled": self.stalled_at is not None,
             }
         )
+
+    def _stalled(self, step: int, sparsity: float, tolerance: float) -> bool:
+        """At the ceiling over the stall window, which gained less than ``tolerance``.
+
+        The window is ``patience`` checks and at least the model's measured response time
+        (:meth:`response_time`): a stall shorter than the time deaths took to follow the
+        first rise says nothing.
+        """
+        window = self.response_time(tolerance)
+        for anchor in reversed(self.trajectory):  # back to the window's start, all at the ceiling
+            if anchor["scale"] < self.max_scale:
+                return False
+            checks = sum(1 for e in self.trajectory if e["step"] >= anchor["step"])
+            if checks >= self.patience and step - anchor["step"] >= window:
+                return sparsity - anchor["sparsity"] < max(tolerance, 1e-12)
+        return False
+
+    def response_time(self, tolerance: float) -> float:
+        """Steps from the first rise of the scale to the first check that gained ``tolerance``.
+
+        The dead time of the loop (with Adam about a scale's size over the learning rate);
+        ``stall_window`` of the run while no response has been seen yet.
+        """
+        rise = next((e for e in self.trajectory if e["scale"] > 1.0), None)
+        if rise is not None:
+            for entry in self.trajectory:
+                later = entry["step"] > rise["step"]
+                if later and entry["sparsity"] - rise["sparsity"] >= max(tolerance, 1e-12):
+                    return float(entry["step"] - rise["step"])
+        return self.stall_window * self.total_steps
 
     def _log_step(self, sparsity: float, reference: float) -> float:
         """The log-change of the scale at a check below the target (never negative)."""
@@ -138,10 +206,11 @@ class TargetController:
         return min(_MAX_LOG_STEP, gain * lag / self.target)
 
     def state_dict(self) -> dict[str, Any]:
-        """The controlled scale, the step the target was reached at, the trajectory."""
+        """The controlled scale, the steps it was reached or given up at, the trajectory."""
         return {
             "scale": self.scale,
             "reached_at": self.reached_at,
+            "stalled_at": self.stalled_at,
             "trajectory": [dict(e) for e in self.trajectory],
         }
 
@@ -150,6 +219,8 @@ class TargetController:
         self.scale = float(state["scale"])
         reached = state.get("reached_at")
         self.reached_at = None if reached is None else int(reached)
+        stalled = state.get("stalled_at")
+        self.stalled_at = None if stalled is None else int(stalled)
         self.trajectory = [dict(e) for e in state.get("trajectory", [])]
 
 

@@ -64,6 +64,7 @@ class Steering:
                 config.schedule,
                 reach=config.target_reach,
                 release=config.target_release,
+                max_scale=config.target_max_scale,
             )
             self._check_reachable()
 
@@ -124,7 +125,26 @@ class Steering:
             "target": self.controller.target,
             "target_sparsity": sparsity,
             "lambda_scale": self.controller.scale,
+            "target_given_up": self.controller.stalled_at is not None,
         }
+
+    def shortfall(self) -> str | None:
+        """A note when the model is short of its target by more than one unit, else None."""
+        c = self.controller
+        if c is None:
+            return None
+        sparsity = self.sparsity()
+        if sparsity >= c.target - self._granularity():
+            return None
+        why = (
+            f"given up at step {c.stalled_at}: {c.patience} checks with lambda at its "
+            f"ceiling ({c.max_scale:g}x reg_strength) gained less than one unit"
+            if c.stalled_at is not None
+            else "the run ended first"
+        )
+        return (
+            f"DemP target_sparsity {c.target:g} ({self.metric}) not reached: {sparsity:.4f} ({why})"
+        )
 
     def sparsity(self) -> float:
         """The model's sparsity now, in the target metric."""

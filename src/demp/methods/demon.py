@@ -42,6 +42,13 @@ class DemP(Method):
     def finish(self, ctx: MethodContext) -> None:
         """The last death check and removal (every rank: the decision is all-reduced)."""
         self.pruner.finalize()
+        short = self.pruner.steering.shortfall()
+        if short:
+            ctx.note(short)
+
+    def summary_fields(self) -> dict[str, Any]:
+        """The target sparsity (None without one)."""
+        return {"target": self.pruner.config.target_sparsity}
 
     def penalty(self) -> float:
         """``lambda_t * R`` now."""

@@ -60,6 +60,44 @@ def test_reaching_latches_and_stops_pushing():
     assert c.multiplier(150) == 0.0
 
 
+def test_the_scale_never_passes_its_ceiling():
+    c = TargetController(0.9, 1000, Constant(), reach=0.1)
+    for step, expected in [(100, 4.0), (200, 16.0), (300, 64.0), (400, 64.0)]:
+        c.update(step, 0.0)  # a whole target behind: x4 per check, then the ceiling
+        assert c.scale == pytest.approx(expected)
+    assert max(e["scale"] for e in c.trajectory) == 64.0
+
+
+def test_three_checks_at_the_ceiling_without_progress_give_the_target_up():
+    c = TargetController(0.9, 1000, Constant(), reach=0.1, release=0.1, max_scale=16.0)
+    for step in (100, 200, 300, 400):  # scales 4, 16, 16, 16: at the ceiling from 200 on
+        c.update(step, 0.5, tolerance=0.01)
+    assert c.stalled_at is None  # only two checks at the ceiling so far
+    c.update(500, 0.5 + 0.009, tolerance=0.01)  # three at the ceiling, gained < tolerance
+    assert c.stalled_at == 500 and c.reached_at is None and c.released_at == 500
+    assert c.trajectory[-1]["stalled"] and not c.trajectory[-1]["reached"]
+    assert c.multiplier(550) == pytest.approx(16.0 * 0.5)  # half-way through the release
+    assert c.multiplier(600) == pytest.approx(0.0, abs=1e-12) and c.noise_multiplier(700) == 0
+    c.update(600, 0.2)  # nothing changes once given up
+    assert c.scale == 16.0 and c.stalled_at == 500
+    c2 = TargetController(0.9, 1000, Constant(), reach=0.1, release=0.1, max_scale=16.0)
+    c2.load_state_dict(c.state_dict())
+    assert (c2.stalled_at, c2.released_at, c2.trajectory) == (500, 500, c.trajectory)
+
+
+def test_progress_at_the_ceiling_keeps_pushing():
+    c = TargetController(0.9, 1000, Constant(), reach=0.1, max_scale=4.0)
+    for k, step in enumerate(range(100, 1000, 100)):
+        c.update(step, 0.3 + 0.02 * k, tolerance=0.01)  # slow but steady deaths
+    assert c.stalled_at is None and c.scale == 4.0
+
+
+@pytest.mark.parametrize("options", [{"max_scale": 0.5}, {"patience": 0}])
+def test_bad_ceiling_or_patience_is_an_error(options):
+    with pytest.raises(ValueError, match=next(iter(options))):
+        TargetController(0.9, 1000, Constant(), **options)
+
+
 def _plant_run(target: float, gain_per_unit_lambda: float, checks: int = 20, total: int = 1000):
     """A lagged plant: the sparsity relaxes toward a saturating function of the strength."""
     c = TargetController(target, total, Constant())
@@ -83,3 +121,11 @@ def test_scripted_plant_reaches_the_target_whatever_the_starting_strength(target
     c2 = TargetController(target, 1000, Constant())
     c2.load_state_dict(c.state_dict())
     assert (c2.scale, c2.reached_at, c2.trajectory) == (c.scale, c.reached_at, c.trajectory)
+
+
+def test_scripted_plant_that_cannot_reach_gives_up_at_the_ceiling():
+    c, sparsity = _plant_run(0.9, 0.005)  # the ceiling's strength saturates near 27 %
+    assert max(e["scale"] for e in c.trajectory) == 64.0
+    assert c.stalled_at is not None and c.reached_at is None
+    assert c.multiplier(c.stalled_at + 50) == 0.0
+    assert sparsity < 1 - math.exp(-0.005 * 64) + 1e-9

@@ -41,6 +41,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--device", None, "device", str, None, "auto, cpu, cuda, cuda:1..."),
     ("--log-every", None, "log_every", int, None, "steps between metric lines"),
     ("--monitor-every", None, "monitor_every", int, None, "dense runs: steps between dead-unit counts"),
+    ("--eval-every", None, "eval_every", int, None, "epochs between test evaluations (the last step is always evaluated)"),
     ("--reg", "demp", "reg", str, ("l1", "l2", "off"), "DemP regularizer"),
     ("--reg-target", "demp", "reg_target", str, ("norm_scale", "all"), "parameters regularized"),
     ("--reg-strength", "demp", "reg_strength", float, None, "peak regularization strength lambda"),
@@ -57,6 +58,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--target-sparsity", "demp", "target_sparsity", float, None, "DemP+: sparsity to reach in --target-metric (a controller drives lambda)"),
     ("--target-reach", "demp", "target_reach", float, None, "DemP+: fraction of the run by which the target should be reached"),
     ("--target-release", "demp", "target_release", float, None, "DemP+: fraction of the run over which lambda decays once reached"),
+    ("--target-max-scale", "demp", "target_max_scale", float, None, "DemP+: ceiling of the controller's multiplier of --reg-strength"),
     ("--reg-weighting", "demp", "reg_weighting", str, ("auto", "uniform", "params", "flops"), "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)"),
     ("--min-fraction", "demp", "min_fraction", float, None, "DemP+: never cut a group below this fraction of its width"),
 ]  # fmt: skip

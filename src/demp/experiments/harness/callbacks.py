@@ -115,11 +115,12 @@ class Metrics(Callback):
 
 
 class Evaluation(Callback):
-    """Test loss and accuracy at every epoch end and at the last step (rank 0)."""
+    """Test loss and accuracy every ``eval_every`` epochs and at the last step (rank 0)."""
 
     def on_step_end(self, s: RunState, result: StepResult) -> None:
-        """Evaluate when an epoch ends."""
-        if (s.step % s.spe == 0 or s.step == s.total) and s.ranks.main:
+        """Evaluate when an ``eval_every``-th epoch ends, and at the last step."""
+        due = s.step % (s.spe * s.config.eval_every) == 0 or s.step == s.total
+        if due and s.ranks.main:
             start = time.perf_counter()
             metrics = evaluate(s.model, s.data.test_x, s.data.test_y, s.device)
             s.seconds["eval"] += time.perf_counter() - start

@@ -69,6 +69,7 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 25
     monitor_every: int | None = None
+    eval_every: int = 1
     demp: DemPConfig = field(default_factory=DemPConfig)
     method_options: dict[str, Any] = field(default_factory=dict)
 
@@ -91,7 +92,7 @@ class TrainConfig:
             )
         if self.steps is None and self.epochs is None:
             raise DempError("give the training length: steps or epochs")
-        for name in ("lr", "batch_size", "log_every"):
+        for name in ("lr", "batch_size", "log_every", "eval_every"):
             if getattr(self, name) <= 0:
                 raise DempError(f"{name} must be positive, got {getattr(self, name)}")
 
