@@ -7,9 +7,11 @@ import pytest
 
 import demp
 from demp.experiments.bench import runs as runs_module
-from demp.experiments.bench.presets import PRESETS
+from demp.experiments.bench.parallel import run_side_by_side
+from demp.experiments.bench.presets import PRESETS, Preset
 from demp.experiments.bench.runs import collect_runs, read_runs_csv, run_row
 from demp.experiments.cli.main import main
+from demp.experiments.harness.config import TrainConfig
 
 QUICK_METHODS = ["dense", "demp", "snap", "cropit-s", "earlysnap", "earlycrop-s", "slimming"]
 
@@ -106,3 +108,53 @@ def test_results_time_ratio_is_training_only(tmp_path):
     assert rows[0]["eval_seconds"] == pytest.approx(5.0)
     assert rows[0]["time_ratio"] == pytest.approx(1.0)
     assert rows[1]["time_ratio"] == pytest.approx(0.5)  # 2.5 / 5, not 20 / 30
+
+
+def test_long_preset_matches_every_method_at_each_weight_level():
+    runs = PRESETS["long"].runs()
+    assert len(runs) == 3 * (1 + 6 * 4)
+    names = [n for n, _ in runs]
+    assert len(set(names)) == len(names)
+    for name, opts in runs:
+        config = TrainConfig.from_dict(opts)  # every run validates
+        assert (config.epochs, config.eval_every, config.lr_schedule) == (30, 5, "step")
+        if opts["method"] == "demp":
+            assert config.demp.target_sparsity in (0.7, 0.8, 0.9, 0.95)
+            assert config.demp.target_metric == "weight"
+            assert name == f"demp-{config.demp.target_sparsity:g}-s{opts['seed']}"
+        elif opts["method"] != "dense":
+            options = config.method_config()
+            assert options.target_metric == "weight" and options.target in (0.7, 0.8, 0.9, 0.95)
+    with pytest.raises(demp.DempError, match="share"):
+        Preset("x", {}, demp_strengths=(0.5,), targets=(), seeds=(0,), demp_targets=(0.5,))
+
+
+def test_runs_side_by_side_in_their_own_processes_until_the_deadline(tmp_path):
+    options = {"dataset": "synthetic", "train_size": 64, "test_size": 32, "model": "mlp",
+               "method": "dense", "steps": 4, "batch_size": 16}  # fmt: skip
+    runs = [(f"r{i}", TrainConfig.from_dict({**options, "seed": i}), tmp_path / f"r{i}")
+            for i in range(3)]  # fmt: skip
+    assert run_side_by_side(runs, jobs=2, threads=1, deadline=0.0, report=print) == 3
+    assert not any(p.exists() for _, _, p in runs)
+    done = []
+    left = run_side_by_side(runs, 2, 1, None, lambda name, s: done.append((name, s["steps"])))
+    assert left == 0 and sorted(done) == [("r0", 4), ("r1", 4), ("r2", 4)]
+    assert all((p / "summary.json").exists() for _, _, p in runs)
+
+
+def test_matched_table_reads_demp_against_the_best_baseline():
+    from demp.experiments.bench.results import matched
+
+    def agg(method, level, acc, sd, ws):
+        return {"method": method, "level": level, "acc_mean": acc, "acc_std": sd,
+                "weight_sparsity": ws}  # fmt: skip
+
+    rows = [agg("dense", None, 0.90, 0.0, 0.0),
+            agg("demp", 0.8, 0.870, 0.002, 0.80), agg("snap", 0.8, 0.860, 0.002, 0.80),
+            agg("slimming", 0.8, 0.865, 0.001, 0.80),  # the best baseline at 0.8
+            agg("demp", 0.9, 0.850, 0.010, 0.85), agg("snap", 0.9, 0.855, 0.010, 0.90)]  # fmt: skip
+    lines = matched(rows).splitlines()[2:]
+    assert lines[0] == ("| 0.8 | 0.8700 ± 0.0020 (80.0%) | slimming: 0.8650 ± 0.0010 (80.0%) "
+                        "| +0.50 | ahead |")  # fmt: skip
+    assert lines[1].endswith("| -0.50 | level, not matched: DemP short of the level |")
+    assert matched([agg("demp", 0.8, 0.8, 0.0, 0.8)]) == ""

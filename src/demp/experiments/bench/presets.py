@@ -5,6 +5,13 @@
   decay, 1000 steps, 2 seeds; DemP lambdas and baseline neuron-sparsity targets chosen to
   land near 50/70/80/90 % weight sparsity (FACTS §6 calibration). 50 runs, about 2 hours
   on 2 CPU cores.
+- ``long``: the regime that separates the methods (benchmarks/RESULTS.md): Fashion-MNIST
+  (10k training images, the full 10k test set), CIFAR-style ResNet-18 at width 1/16
+  (dense error about 12 %), 30 epochs of Adam lr 5e-3 with x0.2 steps every 31 % of the
+  run and weight decay 5e-4, test evaluation every 5 epochs. Every method matched at 70 /
+  80 / 90 / 95 % weight sparsity (DemP through its target controller, the baselines
+  through ``--target-metric weight``), 3 seeds: 75 runs, two single-thread runs side by
+  side (``--jobs 2``).
 - ``paper``: the paper's ResNet-18 / CIFAR-10 recipe (250 epochs, batch 128, Adam lr 5e-3,
   x0.2 every 77 epochs, weight decay 5e-4), for a GPU; needs ``--data-dir`` with CIFAR-10.
 """
@@ -21,9 +28,26 @@ from ...methods import method_names
 BASELINE_METHODS = tuple(m for m in method_names() if m not in ("dense", "demp"))
 
 
+LONG_LEVELS = (0.7, 0.8, 0.9, 0.95)
+LONG_REG_STRENGTH = 3e-3  # the controller's starting strength (RESULTS.md, calibration)
+
+
 @dataclass(frozen=True)
 class Preset:
-    """A sweep: method x level x seed over one base run."""
+    """A sweep: method x level x seed over one base run.
+
+    Attributes:
+        name: The preset's name.
+        base: Options of every run (:class:`~demp.experiments.harness.config.TrainConfig`).
+        demp_strengths: DemP runs at these ``reg_strength`` values (the plain algorithm).
+        targets: The baselines' targets (in ``target_metric``).
+        seeds: Training seeds.
+        methods: Methods of the sweep.
+        demp: Options of DemP's ``DemPConfig`` for every DemP run.
+        demp_targets: DemP runs at these target sparsities (DemP+'s controller).
+        target_metric: What the targets measure (None: each method's default; the
+            baselines' is neuron sparsity).
+    """
 
     name: str
     base: dict[str, Any]
@@ -32,6 +56,13 @@ class Preset:
     seeds: tuple[int, ...]
     methods: tuple[str, ...] = ("dense", "demp", *BASELINE_METHODS)
     demp: dict[str, Any] = field(default_factory=dict)
+    demp_targets: tuple[float, ...] = ()
+    target_metric: str | None = None
+
+    def __post_init__(self) -> None:
+        both = set(self.demp_strengths) & set(self.demp_targets)
+        if both:
+            raise DempError(f"preset {self.name}: DemP strengths and targets share {both}")
 
     def runs(self) -> list[tuple[str, dict[str, Any]]]:
         """(run name, option dict) for every run of the sweep, dense first."""
@@ -41,14 +72,26 @@ class Preset:
                 if method == "dense":
                     out.append((f"dense-s{seed}", self._options("dense", seed)))
                 elif method == "demp":
-                    for lam in self.demp_strengths:
-                        opts = self._options("demp", seed)
-                        opts["demp"] = {**opts["demp"], "reg_strength": lam}
-                        out.append((f"demp-{lam:g}-s{seed}", opts))
+                    out += self._demp_runs(seed)
                 else:
                     for target in self.targets:
                         opts = {**self._options(method, seed), "target": target}
+                        if self.target_metric is not None:
+                            opts["target_metric"] = self.target_metric
                         out.append((f"{method}-{target:g}-s{seed}", opts))
+        return out
+
+    def _demp_runs(self, seed: int) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for lam in self.demp_strengths:
+            opts = self._options("demp", seed)
+            opts["demp"] = {**opts["demp"], "reg_strength": lam}
+            out.append((f"demp-{lam:g}-s{seed}", opts))
+        for target in self.demp_targets:
+            opts = self._options("demp", seed)
+            metric = {"target_metric": self.target_metric} if self.target_metric else {}
+            opts["demp"] = {**opts["demp"], "target_sparsity": target, **metric}
+            out.append((f"demp-{target:g}-s{seed}", opts))
         return out
 
     def _options(self, method: str, seed: int) -> dict[str, Any]:
@@ -74,6 +117,17 @@ PRESETS = {
         },
         demp_strengths=(1.5e-3, 3e-3, 1e-2, 3e-2), targets=(0.3, 0.45, 0.55, 0.68),
         seeds=(0, 1), demp={"prune_every": 100},
+    ),
+    "long": Preset(
+        "long",
+        base={
+            "dataset": "fashion-mnist", "train_size": 10000, "model": "resnet18",
+            "width": 0.0625, "optimizer": "adam", "lr": 5e-3, "lr_schedule": "step",
+            "lr_decay_factor": 0.2, "lr_decay_every": 0.31, "weight_decay": 5e-4,
+            "epochs": 30, "batch_size": 128, "eval_every": 5,
+        },
+        demp_strengths=(), targets=LONG_LEVELS, seeds=(0, 1, 2), demp_targets=LONG_LEVELS,
+        target_metric="weight", demp={"reg_strength": LONG_REG_STRENGTH},
     ),
     "paper": Preset(
         "paper",

@@ -45,7 +45,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         acc = [r["test_acc"] for r in items]
         agg = {"method": method, "level": level, "seeds": len(items),
                "acc_mean": statistics.mean(acc),
-               "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0}  # fmt: skip
+               "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+               "ws_std": _std([r["weight_sparsity"] for r in items])}  # fmt: skip
         for key in ("neuron_sparsity", "weight_sparsity", "time_ratio", "train_flops_ratio",
                     "inference_flops_ratio"):  # fmt: skip
             values = [r[key] for r in items if r[key] is not None]
@@ -54,11 +55,59 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _std(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def matched(agg: list[dict[str, Any]]) -> str:
+    """DemP against the best baseline at each level both were run at (Markdown).
+
+    The difference is DemP's mean accuracy minus the best baseline's; it counts as
+    "level" when it is within the sum of the two seed standard deviations. A DemP mean
+    weight sparsity more than a point short of the level (a target given up) is flagged:
+    that comparison is not matched.
+    """
+    demp = {a["level"]: a for a in agg if a["method"] == "demp"}
+    rows = []
+    for level, ours in demp.items():
+        others = [a for a in agg if a["level"] == level and a["method"] not in ("demp", "dense")]
+        if not others:
+            continue
+        best = max(others, key=lambda a: a["acc_mean"])
+        diff, spread = ours["acc_mean"] - best["acc_mean"], ours["acc_std"] + best["acc_std"]
+        verdict = "level" if abs(diff) <= spread else ("ahead" if diff > 0 else "behind")
+        short = ours["weight_sparsity"] is not None and ours["weight_sparsity"] < level - 0.01
+        verdict += ", not matched: DemP short of the level" if short else ""
+        rows.append(
+            f"| {level:g} | {_cell(ours)} | {best['method']}: {_cell(best)} "
+            f"| {diff * 100:+.2f} | {verdict} |"
+        )
+    if not rows:
+        return ""
+    head = ("| level | DemP: acc ± sd (weight sparsity) | best baseline | DemP - best (points) "
+            "| reading |\n|---|---|---|---|---|\n")  # fmt: skip
+    return head + "\n".join(rows)
+
+
+def _weight_sparsity(a: dict[str, Any]) -> str:
+    if a["weight_sparsity"] is None:
+        return "n/a"
+    spread = "" if a.get("ws_std") is None else f" ± {a['ws_std']:.1%}"
+    return f"{a['weight_sparsity']:.1%}{spread}"
+
+
+def _cell(a: dict[str, Any]) -> str:
+    ws = a["weight_sparsity"]
+    return f"{a['acc_mean']:.4f} ± {a['acc_std']:.4f} ({'n/a' if ws is None else f'{ws:.1%}'})"
+
+
 def markdown(agg: list[dict[str, Any]]) -> str:
     """The aggregated table in Markdown."""
     head = (
         "| method | lambda / target | seeds | test acc (mean ± std) | neuron sparsity "
-        "| weight sparsity | training time vs dense | train FLOPs vs dense | inference FLOPs |"
+        "| weight sparsity (± sd) | training time vs dense | train FLOPs vs dense "
+        "| inference FLOPs |"
     )
     lines = [head, "|" + "---|" * 9]
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
@@ -66,7 +115,7 @@ def markdown(agg: list[dict[str, Any]]) -> str:
         level = "" if a["level"] is None else f"{a['level']:g}"
         lines.append(
             f"| {a['method']} | {level} | {a['seeds']} | {a['acc_mean']:.4f} ± {a['acc_std']:.4f} "
-            f"| {fmt(a['neuron_sparsity'], '.1%')} | {fmt(a['weight_sparsity'], '.1%')} "
+            f"| {fmt(a['neuron_sparsity'], '.1%')} | {_weight_sparsity(a)} "
             f"| {fmt(a['time_ratio'], '.2f')} | {fmt(a['train_flops_ratio'], '.2f')} "
             f"| {fmt(a['inference_flops_ratio'], '.2f')} |"
         )
@@ -88,8 +137,10 @@ def write_results(out: Path, run_rows: list[dict[str, Any]], title: str) -> str:
         writer.writerows(rows)
     agg = aggregate(rows)
     table = markdown(agg)
+    versus = matched(agg)
+    versus = f"## DemP against the best baseline, level by level\n\n{versus}\n\n" if versus else ""
     (out / "results.md").write_text(
-        f"# {title}\n\n{table}\n\n![accuracy vs sparsity]({PLOT})\n\n"
+        f"# {title}\n\n{table}\n\n{versus}![accuracy vs sparsity]({PLOT})\n\n"
         f"One row per run: [runs.csv](runs.csv).\n"
     )
     _plot(agg, out / PLOT, title)

@@ -58,7 +58,7 @@ def run_row(run_dir: Path) -> dict[str, Any] | None:
     row: dict[str, Any] = {
         "run": run_dir.name,
         "method": method,
-        "level": reg_strength if method == "demp" else target,
+        "level": reg_strength if method == "demp" and target is None else target,
         "target": target,
         "reg_strength": reg_strength,
         "seed": summary.get("seed", config.get("seed")),

@@ -13,17 +13,27 @@ Only the four files at the top are meant to be kept (``benchmarks/results/<prese
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
+from ...errors import DempError
 from ..harness.config import TrainConfig
 from ..harness.runner import run_training
+from .parallel import run_side_by_side
 from .presets import get_preset
 from .results import write_results
 from .runs import RUNS_SUBDIR, collect_runs, write_runs_csv
 
 
 def run_bench(
-    preset_name: str, out: Path, data_dir: Path | None = None, progress: bool = True
+    preset_name: str,
+    out: Path,
+    data_dir: Path | None = None,
+    progress: bool = True,
+    jobs: int = 1,
+    threads: int | None = None,
+    deadline: float | None = None,
 ) -> str:
     """Train every run of a preset into ``out/runs/<run>`` and write the results at the top.
 
@@ -31,11 +41,17 @@ def run_bench(
         preset_name: A preset of :data:`.presets.PRESETS`.
         out: The sweep's folder (see the module docs for its layout).
         data_dir: Folder of the dataset files, passed to every run.
-        progress: Show a progress bar per run.
+        progress: Show a progress bar per run (one run at a time only).
+        jobs: Runs side by side, in their own processes (:mod:`.parallel`).
+        threads: Torch threads per run (None: torch's default).
+        deadline: Seconds after which no new run is started; the results then cover the
+            finished runs, and a restart trains the rest.
 
     Returns:
         The Markdown results table.
     """
+    if jobs < 1:
+        raise DempError(f"jobs must be >= 1, got {jobs}")
     preset = get_preset(preset_name)
     runs = preset.runs()
     if data_dir is not None:
@@ -44,24 +60,52 @@ def run_bench(
     runs_dir = out / RUNS_SUBDIR
     runs_dir.mkdir(parents=True, exist_ok=True)
     _adopt_old_layout(out, [name for name, _ in runs])
+    todo = []
     for i, (name, config) in enumerate(configs, 1):
-        run_dir = runs_dir / name
-        if (run_dir / "summary.json").exists():
+        if (runs_dir / name / "summary.json").exists():
             print(f"[{i}/{len(configs)}] {name}: finished earlier, skipped", flush=True)
-            continue
-        resume = (run_dir / "checkpoint").exists()
-        print(f"[{i}/{len(configs)}] {name}: {'resuming' if resume else 'training'}", flush=True)
-        summary = run_training(config, run_dir, resume=resume, progress=progress)
-        print(
-            f"    test acc {summary['test_acc']:.4f}, neuron sparsity "
-            f"{summary['neuron_sparsity']:.1%}, weight sparsity {summary['weight_sparsity']:.1%}, "
-            f"training {summary['train_seconds']:.0f} s + evaluation "
-            f"{summary['eval_seconds']:.0f} s",
-            flush=True,
-        )
+        else:
+            todo.append((name, config, runs_dir / name))
+    if jobs == 1:
+        left = _one_after_another(todo, progress, threads, deadline)
+    else:
+        left = run_side_by_side(todo, jobs, threads, deadline, _report)
+    if left:
+        print(f"deadline: {left} runs not started; run the same command again to train them")
     rows = collect_runs(runs_dir, [name for name, _ in runs])
     write_runs_csv(rows, out / "runs.csv")
     return write_results(out, rows, f"demp bench {preset_name}")
+
+
+def _one_after_another(
+    todo: list[tuple[str, TrainConfig, Path]],
+    progress: bool,
+    threads: int | None,
+    deadline: float | None,
+) -> int:
+    """Train in this process; return how many runs the deadline left unstarted."""
+    start = time.monotonic()
+    for k, (name, config, run_dir) in enumerate(todo):
+        if deadline is not None and time.monotonic() - start > deadline:
+            return len(todo) - k
+        resume = (run_dir / "checkpoint").exists()
+        print(f"{name}: {'resuming' if resume else 'training'}", flush=True)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        _report(name, run_training(config, run_dir, resume=resume, progress=progress))
+    return 0
+
+
+def _report(name: str, summary: dict[str, Any]) -> None:
+    print(
+        f"    {name}: test acc {summary['test_acc']:.4f}, neuron sparsity "
+        f"{summary['neuron_sparsity']:.1%}, weight sparsity {summary['weight_sparsity']:.1%}, "
+        f"training {summary['train_seconds']:.0f} s + evaluation "
+        f"{summary['eval_seconds']:.0f} s",
+        flush=True,
+    )
 
 
 def _adopt_old_layout(out: Path, names: list[str]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ...errors import DempError
 from ..analysis import ANALYSES
+from ..bench.presets import PRESETS
 from .launch import launch, launch_needed
 from .options import add_train_options, overrides_from_args
 
@@ -45,10 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="folder of report.md/png (default: next to runs)")
 
     bench = sub.add_parser("bench", help="DemP vs the baselines: a sweep of runs and a table")
-    bench.add_argument("--preset", choices=("quick", "cpu", "paper"), default="quick")
+    bench.add_argument("--preset", choices=tuple(PRESETS), default="quick")
     bench.add_argument("--out", type=Path, default=None, help="default: runs/bench-<preset>")
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--no-progress", action="store_true")
+    bench.add_argument("--jobs", type=int, default=1, help="runs side by side (own processes)")
+    bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    bench.add_argument("--deadline", type=float, default=None,
+                       help="seconds after which no new run is started")  # fmt: skip
 
     analyze = sub.add_parser("analyze", help="the paper's neuron-death analyses (JSON + PNG)")
     analyze.add_argument("name", choices=(*ANALYSES, "all"), help="which analysis")
@@ -89,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             from ..bench.sweep import run_bench
 
             out = args.out or Path(f"runs/bench-{args.preset}")
-            print(run_bench(args.preset, out, args.data_dir, progress=not args.no_progress))
+            table = run_bench(args.preset, out, args.data_dir, not args.no_progress,
+                              args.jobs, args.threads, args.deadline)  # fmt: skip
+            print(table)
             print(f"\nresults: {out / 'results.md'}, {out / 'results.csv'}")
             return 0
         from .demo import run_demo

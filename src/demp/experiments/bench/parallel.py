@@ -1,0 +1,66 @@
+"""Runs of a sweep side by side: ``jobs`` processes, each with ``threads`` torch threads.
+
+Two single-thread runs on a 2-core machine finish a sweep in about half the time of one
+two-thread run after another (a small model gains little from a second thread). Every run
+of one sweep then trains under the same conditions, so its time ratios stay comparable;
+they are not the speed of a run alone (``benchmarks/speed.py`` measures that).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from ..harness.config import TrainConfig
+
+
+def train_one(config: TrainConfig, run_dir: Path, threads: int | None) -> dict[str, Any]:
+    """Train (or resume) one run in this process and return its summary."""
+    import torch
+
+    from ..harness.runner import run_training
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    resume = (run_dir / "checkpoint").exists()
+    return run_training(config, run_dir, resume=resume, progress=False)
+
+
+def run_side_by_side(
+    runs: list[tuple[str, TrainConfig, Path]],
+    jobs: int,
+    threads: int | None,
+    deadline: float | None,
+    report: Callable[[str, dict[str, Any]], None],
+) -> int:
+    """Train ``runs`` in ``jobs`` processes; return how many were never started.
+
+    Args:
+        runs: (name, config, run folder) in the order to start them.
+        jobs: Processes side by side.
+        threads: Torch threads per process (None: torch's default).
+        deadline: Seconds after which no new run is started (None: no limit).
+        report: Called with each finished run's name and summary.
+    """
+    start, todo = time.monotonic(), list(runs)
+    extra = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, **extra) as pool:
+        running: dict[Future, str] = {}
+        while todo or running:
+            late = deadline is not None and time.monotonic() - start > deadline
+            while todo and len(running) < jobs and not late:
+                name, config, run_dir = todo.pop(0)
+                print(f"{name}: training", flush=True)
+                running[pool.submit(train_one, config, run_dir, threads)] = name
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                report(running.pop(future), future.result())
+    return len(todo)
