@@ -4,9 +4,10 @@ For each run folder: read the final width of every channel group from the checkp
 spec, give the same fraction of each group to the run's model rebuilt at ``--width``
 (default 1.0: the full ResNet-18) on ``--size`` x ``--size`` inputs, and time an Adam
 training step of it against the dense model in the same process (interleaved, medians).
-With ``--round-to 8`` every group's width is also rounded up to a multiple of 8. On CUDA
-the peak memory of a training step (``torch.cuda.max_memory_allocated``) is reported
-next to dense's; on the CPU it is not measured.
+With ``--round-to 8`` every group's width is also rounded up to a multiple of 8. The peak
+memory of a training step is reported next to dense's: on CUDA
+``torch.cuda.max_memory_allocated``; on the CPU (Linux) the growth of the process's
+resident set over the step, sampled every half millisecond by a thread.
 
     .venv/bin/python benchmarks/speed.py RUN_DIR [RUN_DIR ...] [--device cuda] \\
         [--width 1.0] [--size 32] [--batch 128] [--steps 10] [--round-to 8]
@@ -17,8 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -77,12 +81,43 @@ def step_timer(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 def peak_memory(step, device: torch.device) -> float | None:
-    """Peak bytes allocated during one step (CUDA only)."""
-    if device.type != "cuda":
+    """Peak bytes a step needs: allocated (CUDA), or the resident set's growth (CPU)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        return float(torch.cuda.max_memory_allocated(device))
+    return rss_growth(step)
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set now (Linux ``/proc/self/statm``; None elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
         return None
-    torch.cuda.reset_peak_memory_stats(device)
-    step()
-    return float(torch.cuda.max_memory_allocated(device))
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_growth(step, every: float = 5e-4) -> float | None:
+    """Largest growth of the resident set while ``step`` runs, sampled by a thread."""
+    base = resident_bytes()
+    if base is None:
+        return None
+    peak, done = [base], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], resident_bytes() or 0)
+            time.sleep(every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        step()
+    finally:
+        done.set()
+        sampler.join()
+    return float(max(peak[0], resident_bytes() or 0) - base)
 
 
 def measure(models: dict[str, nn.Module], x, y, steps: int) -> dict[str, dict]:
@@ -123,7 +158,7 @@ def rows_for(run_dir: Path, args: argparse.Namespace, device: torch.device) -> l
         {"run": run_dir.name, "model": name, "weight_sparsity": 1 - r["params"] / dense["params"],
          "flops_bound": dense["flops"] / r["flops"], "speedup": dense["seconds"] / r["seconds"],
          "step_s": r["seconds"],
-         "memory_ratio": r["memory"] / dense["memory"] if r["memory"] else None}
+         "memory_ratio": r["memory"] / dense["memory"] if r["memory"] and dense["memory"] else None}
         for name, r in results.items()
     ]  # fmt: skip
 

@@ -2,8 +2,10 @@
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from demp.experiments.cli.main import main
@@ -41,3 +43,17 @@ def test_the_rebuilt_architecture_is_the_runs_and_scales(tmp_path, monkeypatch):
                        "--batch", "8"])  # fmt: skip
     assert [r["model"] for r in rows] == ["dense", "pruned", "round_to=8"]
     assert rows[0]["flops_bound"] == 1.0 and rows[1]["flops_bound"] >= rows[2]["flops_bound"] > 1
+
+
+def test_cpu_step_memory_is_the_resident_sets_growth(monkeypatch):
+    speed = load_speed(monkeypatch)
+    if speed.resident_bytes() is None:
+        pytest.skip("no /proc/self/statm: the CPU memory is not measured on this system")
+
+    def step():  # 64 MiB touched, held 50 ms, freed
+        block = torch.ones(16 * 2**20)
+        time.sleep(0.05)
+        del block
+
+    growth = speed.peak_memory(step, torch.device("cpu"))
+    assert 60 * 2**20 <= growth <= 200 * 2**20

@@ -10,7 +10,7 @@ a standard deviation (FACTS §1), and so does demp. The noise has its own
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -42,18 +42,29 @@ class NoiseInjector:
         return [p.grad != 0 if p.grad is not None else None for p in params]
 
     def add(self, params: list[nn.Parameter], masks: list[torch.Tensor | None], std: float) -> None:
-        """Add ``N(0, std^2)`` noise to the parameters (where the masks allow)."""
+        """Add ``N(0, std^2)`` noise to the parameters (where the masks allow).
+
+        One Gaussian draw per device and dtype covers every parameter, masked and added
+        with foreach kernels. Where a mask is 0 the parameter gains ``std * 0``: its
+        value is unchanged.
+        """
         if self.kind == "off" or std == 0.0:
             return
+        chosen = [
+            (p, m) for p, m in zip(params, masks, strict=True)
+            if not (self.kind == "asymmetric" and m is None)
+        ]  # fmt: skip
+        groups: dict[tuple[torch.device, torch.dtype], list[tuple[nn.Parameter, Any]]] = {}
+        for p, m in chosen:
+            groups.setdefault((p.device, p.dtype), []).append((p, m))
         with torch.no_grad():
-            for p, mask in zip(params, masks, strict=True):
-                if self.kind == "asymmetric" and mask is None:
-                    continue
-                noise = torch.randn(
-                    p.shape, generator=self.generator, device=p.device, dtype=p.dtype
-                )
-                noise.mul_(std).add_(p)
-                p.copy_(noise if mask is None else torch.where(mask, noise, p))
+            for (device, dtype), items in groups.items():
+                sizes = [p.numel() for p, _ in items]
+                flat = torch.randn(sum(sizes), generator=self.generator, device=device, dtype=dtype)
+                noises = [n.view_as(p) for n, (p, _) in zip(flat.split(sizes), items, strict=True)]
+                if self.kind == "asymmetric":
+                    torch._foreach_mul_(noises, [m for _, m in items])
+                torch._foreach_add_([p for p, _ in items], noises, alpha=std)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Return the generator state."""
