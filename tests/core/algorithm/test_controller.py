@@ -85,6 +85,21 @@ def test_three_checks_at_the_ceiling_without_progress_give_the_target_up():
     assert (c2.stalled_at, c2.released_at, c2.trajectory) == (500, 500, c.trajectory)
 
 
+def test_response_time_is_measured_from_the_first_rise_to_the_first_deaths():
+    c = TargetController(0.9, 1000, Constant(), reach=0.1, max_scale=4.0, stall_window=0.25)
+    c.update(100, 0.0)  # the first rise (x4)
+    assert c.response_time(0.01) == 250.0  # nothing seen yet: 25 % of the run
+    for step in (200, 300):
+        c.update(step, 0.0)
+    c.update(400, 0.05)  # the first check that gained a unit: 300 steps after the rise
+    assert c.response_time(0.01) == 300.0
+    for step in (450, 500, 550, 600):  # three checks at the ceiling, but only 200 steps
+        c.update(step, 0.05, tolerance=0.01)
+    assert c.stalled_at is None
+    c.update(700, 0.05, tolerance=0.01)  # now 300 steps without a unit: given up
+    assert c.stalled_at == 700
+
+
 def test_progress_at_the_ceiling_keeps_pushing():
     c = TargetController(0.9, 1000, Constant(), reach=0.1, max_scale=4.0)
     for k, step in enumerate(range(100, 1000, 100)):
