@@ -134,20 +134,26 @@ def test_runs_side_by_side_in_their_own_processes_until_the_deadline(tmp_path):
                "method": "dense", "steps": 4, "batch_size": 16}  # fmt: skip
     runs = [(f"r{i}", TrainConfig.from_dict({**options, "seed": i}), tmp_path / f"r{i}")
             for i in range(3)]  # fmt: skip
-    assert run_side_by_side(runs, jobs=2, threads=1, deadline=0.0, report=print) == 3
+    assert run_side_by_side(runs, jobs=2, threads=1, deadline=0.0, report=print) == (3, [])
     assert not any(p.exists() for _, _, p in runs)
     done = []
-    left = run_side_by_side(runs, 2, 1, None, lambda name, s: done.append((name, s["steps"])))
-    assert left == 0 and sorted(done) == [("r0", 4), ("r1", 4), ("r2", 4)]
+    bad = TrainConfig.from_dict({**options, "dataset": "fashion-mnist",
+                                 "data_dir": str(tmp_path / "nowhere")})  # fmt: skip
+    left, failed = run_side_by_side([*runs, ("bad", bad, tmp_path / "bad")], 2, 1, None,
+                                    lambda name, s: done.append((name, s["steps"])))  # fmt: skip
+    assert (left, failed) == (0, ["bad"])  # a failed run does not stop the others
+    assert sorted(done) == [("r0", 4), ("r1", 4), ("r2", 4)]
     assert all((p / "summary.json").exists() for _, _, p in runs)
+    with pytest.raises(demp.DempError, match="threads"):
+        run_side_by_side(runs, 2, 0, None, print)
 
 
 def test_matched_table_reads_demp_against_the_best_baseline():
     from demp.experiments.bench.results import matched
 
-    def agg(method, level, acc, sd, ws):
+    def agg(method, level, acc, sd, ws, seeds=3):
         return {"method": method, "level": level, "acc_mean": acc, "acc_std": sd,
-                "weight_sparsity": ws}  # fmt: skip
+                "weight_sparsity": ws, "seeds": seeds}  # fmt: skip
 
     rows = [agg("dense", None, 0.90, 0.0, 0.0),
             agg("demp", 0.8, 0.870, 0.002, 0.80), agg("snap", 0.8, 0.860, 0.002, 0.80),
@@ -158,3 +164,7 @@ def test_matched_table_reads_demp_against_the_best_baseline():
                         "| +0.50 | ahead |")  # fmt: skip
     assert lines[1].endswith("| -0.50 | level, not matched: DemP short of the level |")
     assert matched([agg("demp", 0.8, 0.8, 0.0, 0.8)]) == ""
+    both = matched([agg("demp", 0.9, 0.85, 0.0, 0.85), agg("snap", 0.9, 0.86, 0.0, 0.87)])
+    assert both.endswith("not matched: DemP and snap short of the level |")
+    alone = matched([agg("demp", 0.7, 0.85, 0.0, 0.7, seeds=1), agg("snap", 0.7, 0.87, 0.0, 0.7)])
+    assert alone.endswith("| -2.00 | one seed: no spread to read it against |")

@@ -56,7 +56,7 @@ class DemPConfig:
         target_release: Once the target is reached, the strength (and the noise) decay to
             zero along a half cosine over this fraction of the run.
         target_max_scale: Ceiling of the controller's multiplier of ``reg_strength``. At
-            the ceiling, three checks without progress give the target up: the strength
+            the ceiling, three check intervals without progress give the target up: the strength
             is released and the run ends short of the target, with a note (a strength far
             above the loss gradients shrinks every unit, useful ones included:
             RESULTS-target.md, "Windup").

@@ -29,12 +29,12 @@ over-predicted (most settle at a small value). So:
   constant: alive, so never removed. Measured on a 30-epoch run with a step learning rate
   (RESULTS-target.md, "Windup"): without a ceiling the deaths stalled at 81 % while the
   scale grew to 32,000x and the model fell to chance.
-- **Stall.** At the ceiling, if ``patience`` (3) checks in a row, spanning at least the
-  loop's measured response time (the steps from the first rise to the first deaths; 20 %
-  of the run while none was seen), gained less than the tolerance, the target is given
-  up: the controller releases as if it had been reached (``stalled_at`` records the
-  step) and the rest of the run recovers accuracy. The run ends short of the target, and
-  says so.
+- **Stall.** At full strength (the scale at its ceiling, the schedule past its rise), if
+  ``patience`` (3) intervals between checks in a row, spanning at least the loop's
+  measured response time (the steps from the first rise to the first deaths; 20 % of the
+  run while none was seen), gained less than the tolerance, the target is given up: the
+  controller releases as if it had been reached (``stalled_at`` records the step) and the
+  rest of the run recovers accuracy. The run ends short of the target, and says so.
 - **Release.** Once ``s >= target - tolerance`` (the tolerance is the smallest unit that
   can still go, and at least half a point), or on a stall, pushing stops: the strength
   and the noise decay to zero along a half cosine over ``release`` of the run. Removal
@@ -59,7 +59,7 @@ from ..schedules import Schedule, cosine_ramp
 _MAX_LOG_STEP = math.log(4.0)
 _STALLED = 3.0  # gain multiplier once units have died: a stall is then a measured response
 MAX_SCALE = 64.0  # default ceiling of the scale (see module doc, "Ceiling")
-PATIENCE = 3  # checks at the ceiling without progress before the target is given up
+PATIENCE = 3  # intervals between checks at full strength without progress: target given up
 STALL_WINDOW = 0.2  # ... and at least this fraction of the run while no response was seen
 
 
@@ -76,8 +76,9 @@ class TargetController:
         gain: Log-change of the scale per unit of relative error (``ln 4``: a check that
             is a whole target behind multiplies the strength by 4).
         max_scale: Ceiling of ``scale``.
-        patience: Checks at the ceiling without progress before the target is given up
-            (and at least the loop's measured response time, :meth:`response_time`).
+        patience: Intervals between checks at full strength without progress before the
+            target is given up (and at least the loop's measured response time,
+            :meth:`response_time`).
         stall_window: The response time, as a fraction of the run, until one is measured.
         scale: The controlled multiplier of the configured peak strength.
         reached_at: Step at which the target was reached (None: not yet).
@@ -166,15 +167,17 @@ class TargetController:
         )
 
     def _stalled(self, step: int, sparsity: float, tolerance: float) -> bool:
-        """At the ceiling over the stall window, which gained less than ``tolerance``.
+        """At full strength over the stall window, which gained less than ``tolerance``.
 
-        The window is ``patience`` checks and at least the model's measured response time
-        (:meth:`response_time`): a stall shorter than the time deaths took to follow the
-        first rise says nothing.
+        Full strength is the scale at its ceiling and the schedule past its held rise
+        (the recorded multiplier at ``max_scale``). The window is ``patience`` intervals
+        between checks (``patience + 1`` checks, this one included) and at least the
+        model's measured response time (:meth:`response_time`): a stall shorter than the
+        time deaths took to follow the first rise says nothing.
         """
         window = self.response_time(tolerance)
         for anchor in reversed(self.trajectory):  # back to the window's start, all at the ceiling
-            if anchor["scale"] < self.max_scale:
+            if anchor["multiplier"] < self.max_scale:  # not yet at full strength (held rise)
                 return False
             checks = sum(1 for e in self.trajectory if e["step"] >= anchor["step"])
             if checks >= self.patience and step - anchor["step"] >= window:
@@ -216,7 +219,7 @@ class TargetController:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
-        self.scale = float(state["scale"])
+        self.scale = min(float(state["scale"]), self.max_scale)  # older states had no ceiling
         reached = state.get("reached_at")
         self.reached_at = None if reached is None else int(reached)
         stalled = state.get("stalled_at")

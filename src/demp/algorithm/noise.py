@@ -2,7 +2,7 @@
 
 The noise is not scaled by the learning rate. ``"asymmetric"`` adds it only where this
 step's loss gradient was non-zero: units that are dead get exactly nothing (their weights
-stay bit-identical); ``"symmetric"`` adds it to every trainable parameter. ``std`` is a
+keep their values); ``"symmetric"`` adds it to every trainable parameter. ``std`` is a
 standard deviation: the paper calls its 5e-5 a variance, but the authors' code uses it as
 a standard deviation (FACTS §1), and so does demp. The noise has its own
 ``torch.Generator``, saved and restored with the pruner.
@@ -44,9 +44,9 @@ class NoiseInjector:
     def add(self, params: list[nn.Parameter], masks: list[torch.Tensor | None], std: float) -> None:
         """Add ``N(0, std^2)`` noise to the parameters (where the masks allow).
 
-        One Gaussian draw per device and dtype covers every parameter, masked and added
-        with foreach kernels. Where a mask is 0 the parameter gains ``std * 0``: its
-        value is unchanged.
+        One Gaussian draw per device and dtype (in chunks of at most 2**24 entries) covers
+        the parameters, masked and added with foreach kernels. Where a mask is 0 the
+        parameter gains ``std * 0``: its value is unchanged (a ``-0.0`` becomes ``+0.0``).
         """
         if self.kind == "off" or std == 0.0:
             return
@@ -54,11 +54,8 @@ class NoiseInjector:
             (p, m) for p, m in zip(params, masks, strict=True)
             if not (self.kind == "asymmetric" and m is None)
         ]  # fmt: skip
-        groups: dict[tuple[torch.device, torch.dtype], list[tuple[nn.Parameter, Any]]] = {}
-        for p, m in chosen:
-            groups.setdefault((p.device, p.dtype), []).append((p, m))
         with torch.no_grad():
-            for (device, dtype), items in groups.items():
+            for (device, dtype), items in _chunks(chosen):
                 sizes = [p.numel() for p, _ in items]
                 flat = torch.randn(sum(sizes), generator=self.generator, device=device, dtype=dtype)
                 noises = [n.view_as(p) for n, (p, _) in zip(flat.split(sizes), items, strict=True)]
@@ -73,3 +70,25 @@ class NoiseInjector:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore the generator state."""
         self.generator.set_state(state["generator"].to(torch.uint8).cpu())
+
+
+_CHUNK = 2**24  # entries per draw: bounds the noise buffer on large models
+
+
+def _chunks(
+    chosen: list[tuple[nn.Parameter, Any]],
+) -> list[tuple[tuple[torch.device, torch.dtype], list[tuple[nn.Parameter, Any]]]]:
+    """The (parameter, mask) pairs by device and dtype, in runs of at most ``_CHUNK``."""
+    out: list[tuple[tuple[torch.device, torch.dtype], list[tuple[nn.Parameter, Any]]]] = []
+    open_: dict[tuple[torch.device, torch.dtype], int] = {}  # key -> index in out
+    size: dict[int, int] = {}
+    for p, m in chosen:
+        key = (p.device, p.dtype)
+        k = open_.get(key)
+        if k is None or size[k] + p.numel() > _CHUNK:
+            k = open_[key] = len(out)
+            out.append((key, []))
+            size[k] = 0
+        out[k][1].append((p, m))
+        size[k] += p.numel()
+    return out

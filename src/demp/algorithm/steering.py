@@ -137,7 +137,7 @@ class Steering:
         if sparsity >= c.target - self._granularity():
             return None
         why = (
-            f"given up at step {c.stalled_at}: {c.patience} checks with lambda at its "
+            f"given up at step {c.stalled_at}: {c.patience} check intervals with lambda at its "
             f"ceiling ({c.max_scale:g}x reg_strength) gained less than one unit"
             if c.stalled_at is not None
             else "the run ended first"

@@ -100,6 +100,22 @@ def test_response_time_is_measured_from_the_first_rise_to_the_first_deaths():
     assert c.stalled_at == 700
 
 
+def test_no_stall_before_the_schedules_rise_is_over():
+    c = TargetController(0.5, 1000, OneCycle(), reach=0.1, stall_window=0.01)
+    peak = round(0.3 * 870)  # the one-cycle peak: full strength from here on
+    for step in range(10, 600, 10):  # nothing ever dies
+        c.update(step, 0.0, tolerance=0.01)
+    first_at_ceiling = min(e["step"] for e in c.trajectory if e["scale"] == 64.0)
+    assert first_at_ceiling < peak  # the scale hits its ceiling during the rise...
+    assert c.stalled_at is not None and c.stalled_at >= peak + 30  # ...the window starts after
+
+
+def test_a_state_from_before_the_ceiling_is_clamped_on_load():
+    c = TargetController(0.9, 1000, Constant())
+    c.load_state_dict({"scale": 32000.0, "reached_at": None, "trajectory": []})
+    assert c.scale == 64.0
+
+
 def test_progress_at_the_ceiling_keeps_pushing():
     c = TargetController(0.9, 1000, Constant(), reach=0.1, max_scale=4.0)
     for k, step in enumerate(range(100, 1000, 100)):
@@ -143,4 +159,3 @@ def test_scripted_plant_that_cannot_reach_gives_up_at_the_ceiling():
     assert max(e["scale"] for e in c.trajectory) == 64.0
     assert c.stalled_at is not None and c.reached_at is None
     assert c.multiplier(c.stalled_at + 50) == 0.0
-    assert sparsity < 1 - math.exp(-0.005 * 64) + 1e-9

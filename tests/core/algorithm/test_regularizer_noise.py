@@ -121,3 +121,30 @@ def test_asymmetric_noise_leaves_dead_units_bit_identical():
     for a, b in zip(frozen, now, strict=True):
         assert torch.equal(a, b.detach())
     assert not torch.equal(alive_before, conv.weight[0].detach())
+
+
+def test_fused_noise_over_chunks_dtypes_layouts_and_missing_grads(monkeypatch):
+    from demp.algorithm import noise as noise_module
+
+    monkeypatch.setattr(noise_module, "_CHUNK", 50)  # several draws per dtype
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)  # a non-contiguous layout
+    params = [conv.weight, conv.bias, nn.Parameter(torch.randn(30, dtype=torch.float64)),
+              nn.Parameter(torch.randn(7)), nn.Parameter(torch.randn(60))]  # fmt: skip
+    for p in params[:3]:
+        p.grad = torch.randn_like(p) * (torch.rand_like(p) > 0.5)  # half the entries dead
+    params[4].grad = torch.zeros_like(params[4])  # all dead; params[3] has no gradient
+    injector = noise_module.NoiseInjector("asymmetric", seed=0, device=torch.device("cpu"))
+    masks = injector.masks(params)
+    assert masks[3] is None
+    before = [p.detach().clone() for p in params]
+    injector.add(params, masks, std=1e-2)
+    for p, b, m in zip(params, before, masks, strict=True):
+        assert p.dtype == b.dtype and p.shape == b.shape
+        if m is None:
+            assert torch.equal(p, b)
+            continue
+        assert torch.equal(p[~m], b[~m])  # no noise where the gradient was zero
+        moved = (p - b)[m]  # empty for the all-dead parameter
+        assert bool((moved != 0).all()) and float(moved.abs().sum()) < 0.1 * max(moved.numel(), 1)
+    assert int(masks[0].sum() + masks[1].sum() + masks[2].sum()) > 0

@@ -1,9 +1,12 @@
 """Runs of a sweep side by side: ``jobs`` processes, each with ``threads`` torch threads.
 
 Two single-thread runs on a 2-core machine finish a sweep in about half the time of one
-two-thread run after another (a small model gains little from a second thread). Every run
-of one sweep then trains under the same conditions, so its time ratios stay comparable;
-they are not the speed of a run alone (``benchmarks/speed.py`` measures that).
+two-thread run after another (a small model gains little from a second thread). The runs
+of one sweep then train under nearly the same conditions (a run that finds no partner,
+at the end or after a failure, trains alone), so its time ratios stay comparable; they
+are not the speed of a run alone (``benchmarks/speed.py`` measures that). A run that
+fails does not stop the others: its error is printed and the sweep ends with an error
+after the results are written.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any
 
+from ...errors import DempError
 from ..harness.config import TrainConfig
 
 
@@ -37,8 +41,8 @@ def run_side_by_side(
     threads: int | None,
     deadline: float | None,
     report: Callable[[str, dict[str, Any]], None],
-) -> int:
-    """Train ``runs`` in ``jobs`` processes; return how many were never started.
+) -> tuple[int, list[str]]:
+    """Train ``runs`` in ``jobs`` processes.
 
     Args:
         runs: (name, config, run folder) in the order to start them.
@@ -46,21 +50,35 @@ def run_side_by_side(
         threads: Torch threads per process (None: torch's default).
         deadline: Seconds after which no new run is started (None: no limit).
         report: Called with each finished run's name and summary.
+
+    Returns:
+        How many runs the deadline left unstarted, and the names of the runs that failed.
+
+    Raises:
+        DempError: If ``jobs`` or ``threads`` is below 1.
     """
-    start, todo = time.monotonic(), list(runs)
+    if jobs < 1 or (threads is not None and threads < 1):
+        raise DempError(f"jobs and threads must be >= 1, got {jobs} and {threads}")
+    start, todo, failed = time.monotonic(), list(runs), []
     extra = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, **extra) as pool:
         running: dict[Future, str] = {}
         while todo or running:
-            late = deadline is not None and time.monotonic() - start > deadline
+            late = deadline is not None and time.monotonic() - start >= deadline
             while todo and len(running) < jobs and not late:
                 name, config, run_dir = todo.pop(0)
-                print(f"{name}: training", flush=True)
+                resume = (run_dir / "checkpoint").exists()
+                print(f"{name}: {'resuming' if resume else 'training'}", flush=True)
                 running[pool.submit(train_one, config, run_dir, threads)] = name
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                report(running.pop(future), future.result())
-    return len(todo)
+                name = running.pop(future)
+                try:
+                    report(name, future.result())
+                except Exception as error:  # noqa: BLE001 - one failed run, the others go on
+                    print(f"    {name} failed: {type(error).__name__}: {error}", flush=True)
+                    failed.append(name)
+    return len(todo), failed

@@ -54,7 +54,9 @@ def run_row(run_dir: Path) -> dict[str, Any] | None:
     config = _read_json(run_dir / "config.json") or {}
     method = summary.get("method", config.get("method"))
     reg_strength = (config.get("demp") or {}).get("reg_strength") if method == "demp" else None
-    target = summary.get("target", config.get("target"))
+    target = summary.get("target")
+    if target is None:  # runs written before DemP reported its target in the summary
+        target = config.get("target", (config.get("demp") or {}).get("target_sparsity"))
     row: dict[str, Any] = {
         "run": run_dir.name,
         "method": method,

@@ -50,8 +50,8 @@ def run_bench(
     Returns:
         The Markdown results table.
     """
-    if jobs < 1:
-        raise DempError(f"jobs must be >= 1, got {jobs}")
+    if jobs < 1 or (threads is not None and threads < 1):
+        raise DempError(f"jobs and threads must be >= 1, got {jobs} and {threads}")
     preset = get_preset(preset_name)
     runs = preset.runs()
     if data_dir is not None:
@@ -67,14 +67,17 @@ def run_bench(
         else:
             todo.append((name, config, runs_dir / name))
     if jobs == 1:
-        left = _one_after_another(todo, progress, threads, deadline)
+        left, failed = _one_after_another(todo, progress, threads, deadline), []
     else:
-        left = run_side_by_side(todo, jobs, threads, deadline, _report)
+        left, failed = run_side_by_side(todo, jobs, threads, deadline, _report)
     if left:
         print(f"deadline: {left} runs not started; run the same command again to train them")
     rows = collect_runs(runs_dir, [name for name, _ in runs])
     write_runs_csv(rows, out / "runs.csv")
-    return write_results(out, rows, f"demp bench {preset_name}")
+    table = write_results(out, rows, f"demp bench {preset_name}")
+    if failed:
+        raise DempError(f"{len(failed)} runs failed (see above): {', '.join(failed)}")
+    return table
 
 
 def _one_after_another(
