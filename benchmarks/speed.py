@@ -7,15 +7,18 @@ training step of it against the dense model in the same process (interleaved, me
 With ``--round-to 8`` every group's width is also rounded up to a multiple of 8. The peak
 memory of a training step is reported next to dense's: on CUDA
 ``torch.cuda.max_memory_allocated``; on the CPU (Linux) the growth of the process's
-resident set over the step, sampled every half millisecond by a thread.
+resident set over the step, sampled every half millisecond by a thread, after the C heap's
+free memory is handed back (so that one model's freed memory does not hide the next one's).
 
     .venv/bin/python benchmarks/speed.py RUN_DIR [RUN_DIR ...] [--device cuda] \\
-        [--width 1.0] [--size 32] [--batch 128] [--steps 10] [--round-to 8]
+        [--width 1.0] [--size 32] [--batch 128] [--steps 10] [--round-to 8] \\
+        [--data-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -44,10 +47,15 @@ def rebuild(config: TrainConfig, width: float, shape: tuple[int, ...], k: int, x
     return model, structure
 
 
-def final_fractions(run_dir: Path) -> tuple[TrainConfig, dict[str, float], tuple, int]:
-    """Each group's final width over its initial width, from the run's checkpoint spec."""
+def final_fractions(
+    run_dir: Path, data_dir: str | None = None
+) -> tuple[TrainConfig, dict[str, float], tuple, int]:
+    """Each group's final width over its initial width, from the run's checkpoint spec.
+
+    ``data_dir`` replaces the run's own (a run folder copied to another machine).
+    """
     config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    data = load_dataset(config.dataset, config.data_dir, 16, 16, 0)
+    data = load_dataset(config.dataset, data_dir or config.data_dir, 16, 16, 0)
     model, structure = rebuild(
         config, config.width, data.input_shape, data.num_classes, data.train_x[:2]
     )
@@ -98,8 +106,21 @@ def resident_bytes() -> int | None:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def release_free_memory() -> None:
+    """Hand the C heap's free memory back to the system (glibc ``malloc_trim``).
+
+    Without it, memory an earlier step freed stays resident and a later step reuses it
+    unseen: the second model measured would look smaller than it is.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def rss_growth(step, every: float = 5e-4) -> float | None:
     """Largest growth of the resident set while ``step`` runs, sampled by a thread."""
+    release_free_memory()
     base = resident_bytes()
     if base is None:
         return None
@@ -140,7 +161,7 @@ def measure(models: dict[str, nn.Module], x, y, steps: int) -> dict[str, dict]:
 
 def rows_for(run_dir: Path, args: argparse.Namespace, device: torch.device) -> list[dict]:
     """Dense, the run's architecture and (with --round-to) its rounded version, measured."""
-    config, fractions, shape, k = final_fractions(run_dir)
+    config, fractions, shape, k = final_fractions(run_dir, args.data_dir)
     big = (shape[0], args.size, args.size) if len(shape) == 3 else shape
     torch.manual_seed(0)
     x = torch.randn(args.batch, *big, device=device)
@@ -172,6 +193,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--round-to", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-dir", default=None, help="the dataset's folder on this machine")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     gpu = f" {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""

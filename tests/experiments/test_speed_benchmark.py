@@ -59,3 +59,19 @@ def test_cpu_step_memory_is_the_resident_sets_growth(monkeypatch):
 
     growth = speed.peak_memory(step, torch.device("cpu"))
     assert 60 * 2**20 <= growth <= 200 * 2**20
+
+
+def test_cpu_step_memory_does_not_depend_on_what_was_measured_before(monkeypatch):
+    speed = load_speed(monkeypatch)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the CPU memory is read from /proc/self/statm, on Linux only")
+
+    def step():  # 48 blocks of 1 MiB: small enough to come from the C heap, not mmap
+        blocks = [torch.ones(2**18) for _ in range(48)]
+        time.sleep(0.05)
+        del blocks
+
+    big = torch.ones(4 * 2**20)  # freeing a 16 MiB block raises glibc's mmap threshold
+    del big
+    growths = [speed.peak_memory(step, torch.device("cpu")) for _ in range(3)]
+    assert all(44 * 2**20 <= g <= 120 * 2**20 for g in growths), growths

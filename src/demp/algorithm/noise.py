@@ -15,6 +15,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .finite import Gates
+
 NoiseKind = Literal["asymmetric", "symmetric", "off"]
 
 
@@ -41,12 +43,19 @@ class NoiseInjector:
             return [None] * len(params)
         return [p.grad != 0 if p.grad is not None else None for p in params]
 
-    def add(self, params: list[nn.Parameter], masks: list[torch.Tensor | None], std: float) -> None:
+    def add(
+        self,
+        params: list[nn.Parameter],
+        masks: list[torch.Tensor | None],
+        std: float,
+        gates: Gates | None = None,
+    ) -> None:
         """Add ``N(0, std^2)`` noise to the parameters (where the masks allow).
 
         One Gaussian draw per device and dtype (in chunks of at most 2**24 entries) covers
         the parameters, masked and added with foreach kernels. Where a mask is 0 the
         parameter gains ``std * 0``: its value is unchanged (a ``-0.0`` becomes ``+0.0``).
+        ``gates`` (:mod:`.finite`) multiply the draw by the step's verdict on the device.
         """
         if self.kind == "off" or std == 0.0:
             return
@@ -58,6 +67,8 @@ class NoiseInjector:
             for (device, dtype), items in _chunks(chosen):
                 sizes = [p.numel() for p, _ in items]
                 flat = torch.randn(sum(sizes), generator=self.generator, device=device, dtype=dtype)
+                if gates is not None:
+                    flat.mul_(gates[device])
                 noises = [n.view_as(p) for n, (p, _) in zip(flat.split(sizes), items, strict=True)]
                 if self.kind == "asymmetric":
                     torch._foreach_mul_(noises, [m for _, m in items])

@@ -29,6 +29,7 @@ from ..ops.optim_state import check_optimizer
 from ..structure import Structure, build_checked_structure
 from ..surgery import SurgeryReport, remove_units
 from .config import DemPConfig
+from .finite import FiniteGate, Gates
 from .noise import NoiseInjector
 from .regularizer import add_penalty_gradient, penalty, regularized_parameters
 from .revival import revive_units
@@ -110,6 +111,8 @@ class DemonPruner:
         )
         self._weights = self.steering.reg_weights(self._reg_params)
         self._masks: list[torch.Tensor | None] | None = None
+        self._finite = FiniteGate()
+        self._gates: Gates | None = None
         self._last_report: SurgeryReport | None = None
         self._started = self._last_event = time.perf_counter()
         self._handles = [
@@ -135,27 +138,26 @@ class DemonPruner:
         return (args[0], wrapped, *args[2:]), kwargs
 
     def _prepare_step(self) -> None:
-        """Record the asymmetric-noise masks and add the regularizer gradient."""
+        """Record the asymmetric-noise masks and add the regularizer gradient.
+
+        Both are multiplied by the step's verdict on its gradients (:mod:`.finite`): a step
+        with an inf or a NaN gradient gets neither, and a warning at the next death check.
+        """
         start = time.perf_counter()
-        self._masks = None
-        if not self._grads_finite():
-            warnings.warn(
-                f"DemonPruner: non-finite gradients at step {self.step}; "
-                "skipping this step's regularizer and noise",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        else:
-            self._masks = self.noise.masks(self._params)
-            strength = self.reg_strength_at(self.step)
-            add_penalty_gradient(self._reg_params, self.config.reg, strength, self._weights)
+        self._gates = self._finite.gates(self._params)
+        self._masks = self.noise.masks(self._params)
+        strength = self.reg_strength_at(self.step)
+        add_penalty_gradient(
+            self._reg_params, self.config.reg, strength, self._weights, self._gates
+        )
         self.seconds["regularizer"] += time.perf_counter() - start
 
     def _after_step(self, _opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
         start = time.perf_counter()
         if self._masks is not None:
-            self.noise.add(self._params, self._masks, self.noise_std_at(self.step))
-            self._masks = None
+            std = self.noise_std_at(self.step)
+            self.noise.add(self._params, self._masks, std, self._gates)
+            self._masks = self._gates = None
         self.seconds["noise"] += time.perf_counter() - start
         self.step += 1
         self.costs.step()
@@ -166,11 +168,15 @@ class DemonPruner:
         ):
             self.prune_now()
 
-    def _grads_finite(self) -> bool:
-        grads = [p.grad for p in self._params if p.grad is not None]
-        if not grads:
-            return True
-        return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+    def _warn_skipped(self) -> None:
+        skipped = self._finite.newly_skipped()
+        if skipped:
+            warnings.warn(
+                f"DemonPruner: non-finite gradients in {skipped} step(s) before step "
+                f"{self.step}; those steps got no regularizer and no noise",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     # ----------------------------------------------------------------- public API
     def reg_strength_at(self, step: int) -> float:
@@ -188,6 +194,7 @@ class DemonPruner:
 
     def prune_now(self) -> SurgeryReport:
         """Run a death check on the probe set and remove the dead units now."""
+        self._warn_skipped()
         start = time.perf_counter()
         dead = find_dead(
             self.model,

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..ops.rules import DEFAULT_RULES, LayerRules
+from .finite import Gates, gated
 
 RegKind = Literal["l1", "l2", "off"]
 RegTarget = Literal["norm_scale", "all"]
@@ -45,12 +46,17 @@ def regularized_parameters(
 
 
 def add_penalty_gradient(
-    params: list[nn.Parameter], kind: RegKind, strength: float, weights: Weights = None
+    params: list[nn.Parameter],
+    kind: RegKind,
+    strength: float,
+    weights: Weights = None,
+    gates: Gates | None = None,
 ) -> None:
     """Add ``strength * d R / d p`` to each parameter's ``.grad`` (skipping None grads).
 
     ``weights`` (one tensor per parameter, or None for weight 1) make the penalty
-    ``sum w |p|`` (l1) or ``0.5 * sum w p^2`` (l2).
+    ``sum w |p|`` (l1) or ``0.5 * sum w p^2`` (l2); ``gates`` (:mod:`.finite`) multiply it
+    by the step's verdict on its gradients, on the device.
     """
     if kind == "off" or strength == 0.0:
         return
@@ -60,6 +66,8 @@ def add_penalty_gradient(
     grads = [params[i].grad for i in chosen]
     values = [params[i].detach() for i in chosen]
     terms = list(torch._foreach_sign(values)) if kind == "l1" else list(values)
+    if gates is not None:
+        terms = gated(terms, gates)
     if weights is not None:
         for k, i in enumerate(chosen):
             if weights[i] is not None:

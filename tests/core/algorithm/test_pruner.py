@@ -205,15 +205,33 @@ def test_non_finite_gradients_skip_regularizer_and_noise_with_a_warning():
         noise="symmetric", noise_std=1.0, schedule=demp.Constant(), prune_every=100
     )
     pruner = demp.DemonPruner(model, opt, x, total_steps=10, config=cfg)
-    opt.zero_grad()
-    nn.functional.cross_entropy(model(x[:8]), y[:8]).backward()
-    model.fc1.weight.grad[0, 0] = float("nan")
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.warns(RuntimeWarning, match="non-finite gradients at step 0"):
-        opt.step()
-    after = model.state_dict()
+
+    def step(poison):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[:8]), y[:8]).backward()
+        if poison:
+            model.fc1.weight.grad[0, 0] = float("nan")
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        scale = model.features[1].weight
+        grad = scale.grad.clone()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no host sync in the step: the warning comes later
+            opt.step()
+        sign = torch.sign(before["features.1.weight"])
+        return before, model.state_dict(), scale.grad - grad, sign
+
+    before, after, added, sign = step(poison=False)  # finite: noise (std 1) and regularizer
+    assert not torch.equal(before["features.0.weight"], after["features.0.weight"])
+    assert torch.allclose(added, 1e-3 * sign)
+    before, after, added, _ = step(poison=True)  # lr 0: only fc1 (NaN * 0) changes
     assert all(torch.equal(before[k], after[k]) for k in before if "fc1" not in k)
-    assert pruner.step == 1
+    assert torch.equal(added, torch.zeros_like(added))
+    assert pruner.step == 2
+    with pytest.warns(RuntimeWarning, match=r"non-finite gradients in 1 step\(s\) before step 2"):
+        pruner.prune_now()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reported once
+        pruner.prune_now()
 
 
 def test_bad_input_is_refused():
