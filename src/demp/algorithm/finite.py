@@ -50,13 +50,13 @@ class FiniteGate:
 
 
 def gated(tensors: list[torch.Tensor], gates: Gates) -> list[torch.Tensor]:
-    """``tensors`` times their device's verdict, as new tensors (one foreach per device)."""
+    """``tensors`` times their device's verdict, as new tensors (one foreach per dtype)."""
     out = list(tensors)
-    by_device: dict[torch.device, list[int]] = {}
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for k, t in enumerate(tensors):
-        by_device.setdefault(t.device, []).append(k)
-    for device, ks in by_device.items():
-        products = torch._foreach_mul([tensors[k] for k in ks], gates[device])
+        groups.setdefault((t.device, t.dtype), []).append(k)
+    for (device, dtype), ks in groups.items():  # a verdict of the tensors' dtype: fast path
+        products = torch._foreach_mul([tensors[k] for k in ks], gates[device].to(dtype))
         for k, product in zip(ks, products, strict=True):
             out[k] = product
     return out

@@ -10,7 +10,8 @@ a standard deviation (FACTS §1), and so does demp. The noise has its own
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -34,45 +35,45 @@ class NoiseInjector:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
 
-    def masks(self, params: list[nn.Parameter]) -> list[torch.Tensor | None]:
-        """Return where each parameter may receive noise, from its current loss gradient.
+    def plan(self, params: list[nn.Parameter]) -> NoisePlan | None:
+        """Return this step's draws: which parameters, and where they may move.
 
-        Call before the regularizer touches ``.grad``. None means "nowhere".
+        Call before the regularizer touches ``.grad``: an asymmetric plan keeps, per draw,
+        one flat boolean mask of where the loss gradient is non-zero (parameters without a
+        gradient get nothing). None: no noise.
         """
-        if self.kind != "asymmetric":
-            return [None] * len(params)
-        return [p.grad != 0 if p.grad is not None else None for p in params]
+        if self.kind == "off":
+            return None
+        masked = self.kind == "asymmetric"
+        chosen = [p for p in params if p.grad is not None] if masked else list(params)
+        draws = []
+        for key, items in _chunks(chosen):
+            mask = torch.cat([p.grad.reshape(-1) for p in items]) != 0 if masked else None
+            draws.append(_Draw(key, items, mask))
+        return NoisePlan(draws)
 
-    def add(
-        self,
-        params: list[nn.Parameter],
-        masks: list[torch.Tensor | None],
-        std: float,
-        gates: Gates | None = None,
-    ) -> None:
-        """Add ``N(0, std^2)`` noise to the parameters (where the masks allow).
+    def add(self, plan: NoisePlan | None, std: float, gates: Gates | None = None) -> None:
+        """Add ``N(0, std^2)`` noise to the plan's parameters (where its masks allow).
 
         One Gaussian draw per device and dtype (in chunks of at most 2**24 entries) covers
-        the parameters, masked and added with foreach kernels. Where a mask is 0 the
-        parameter gains ``std * 0``: its value is unchanged (a ``-0.0`` becomes ``+0.0``).
-        ``gates`` (:mod:`.finite`) multiply the draw by the step's verdict on the device.
+        the parameters; it is masked, gated and added with one foreach kernel. Where a
+        mask is 0 the parameter gains ``std * 0``: its value is unchanged (a ``-0.0``
+        becomes ``+0.0``). ``gates`` (:mod:`.finite`) multiply the draw by the step's
+        verdict on its gradients, on the device.
         """
-        if self.kind == "off" or std == 0.0:
+        if plan is None or std == 0.0:
             return
-        chosen = [
-            (p, m) for p, m in zip(params, masks, strict=True)
-            if not (self.kind == "asymmetric" and m is None)
-        ]  # fmt: skip
         with torch.no_grad():
-            for (device, dtype), items in _chunks(chosen):
-                sizes = [p.numel() for p, _ in items]
+            for draw in plan.draws:
+                (device, dtype), items = draw.key, draw.params
+                sizes = [p.numel() for p in items]
                 flat = torch.randn(sum(sizes), generator=self.generator, device=device, dtype=dtype)
+                if draw.mask is not None:
+                    flat.mul_(draw.mask)
                 if gates is not None:
                     flat.mul_(gates[device])
-                noises = [n.view_as(p) for n, (p, _) in zip(flat.split(sizes), items, strict=True)]
-                if self.kind == "asymmetric":
-                    torch._foreach_mul_(noises, [m for _, m in items])
-                torch._foreach_add_([p for p, _ in items], noises, alpha=std)
+                noises = [n.view_as(p) for n, p in zip(flat.split(sizes), items, strict=True)]
+                torch._foreach_add_(items, noises, alpha=std)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Return the generator state."""
@@ -86,20 +87,36 @@ class NoiseInjector:
 _CHUNK = 2**24  # entries per draw: bounds the noise buffer on large models
 
 
+@dataclass(frozen=True)
+class _Draw:
+    """One Gaussian draw: its (device, dtype), its parameters, their flat mask (or None)."""
+
+    key: tuple[torch.device, torch.dtype]
+    params: list[nn.Parameter]
+    mask: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class NoisePlan:
+    """The draws of one step's noise (from :meth:`NoiseInjector.plan`)."""
+
+    draws: list[_Draw]
+
+
 def _chunks(
-    chosen: list[tuple[nn.Parameter, Any]],
-) -> list[tuple[tuple[torch.device, torch.dtype], list[tuple[nn.Parameter, Any]]]]:
-    """The (parameter, mask) pairs by device and dtype, in runs of at most ``_CHUNK``."""
-    out: list[tuple[tuple[torch.device, torch.dtype], list[tuple[nn.Parameter, Any]]]] = []
+    chosen: list[nn.Parameter],
+) -> list[tuple[tuple[torch.device, torch.dtype], list[nn.Parameter]]]:
+    """The parameters by device and dtype, in runs of at most ``_CHUNK`` entries."""
+    out: list[tuple[tuple[torch.device, torch.dtype], list[nn.Parameter]]] = []
     open_: dict[tuple[torch.device, torch.dtype], int] = {}  # key -> index in out
     size: dict[int, int] = {}
-    for p, m in chosen:
+    for p in chosen:
         key = (p.device, p.dtype)
         k = open_.get(key)
         if k is None or size[k] + p.numel() > _CHUNK:
             k = open_[key] = len(out)
             out.append((key, []))
             size[k] = 0
-        out[k][1].append((p, m))
+        out[k][1].append(p)
         size[k] += p.numel()
     return out

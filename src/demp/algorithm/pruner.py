@@ -30,7 +30,7 @@ from ..structure import Structure, build_checked_structure
 from ..surgery import SurgeryReport, remove_units
 from .config import DemPConfig
 from .finite import FiniteGate, Gates
-from .noise import NoiseInjector
+from .noise import NoiseInjector, NoisePlan
 from .regularizer import add_penalty_gradient, penalty, regularized_parameters
 from .revival import revive_units
 from .steering import Steering
@@ -110,7 +110,7 @@ class DemonPruner:
             self.config, model, self.structure, example, self.total_steps, self.costs
         )
         self._weights = self.steering.reg_weights(self._reg_params)
-        self._masks: list[torch.Tensor | None] | None = None
+        self._plan: NoisePlan | None = None
         self._finite = FiniteGate()
         self._gates: Gates | None = None
         self._last_report: SurgeryReport | None = None
@@ -145,7 +145,7 @@ class DemonPruner:
         """
         start = time.perf_counter()
         self._gates = self._finite.gates(self._params)
-        self._masks = self.noise.masks(self._params)
+        self._plan = self.noise.plan(self._params)
         strength = self.reg_strength_at(self.step)
         add_penalty_gradient(
             self._reg_params, self.config.reg, strength, self._weights, self._gates
@@ -154,10 +154,9 @@ class DemonPruner:
 
     def _after_step(self, _opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
         start = time.perf_counter()
-        if self._masks is not None:
-            std = self.noise_std_at(self.step)
-            self.noise.add(self._params, self._masks, std, self._gates)
-            self._masks = self._gates = None
+        if self._plan is not None:
+            self.noise.add(self._plan, self.noise_std_at(self.step), self._gates)
+            self._plan = self._gates = None
         self.seconds["noise"] += time.perf_counter() - start
         self.step += 1
         self.costs.step()

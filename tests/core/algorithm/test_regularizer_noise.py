@@ -135,10 +135,14 @@ def test_fused_noise_over_chunks_dtypes_layouts_and_missing_grads(monkeypatch):
         p.grad = torch.randn_like(p) * (torch.rand_like(p) > 0.5)  # half the entries dead
     params[4].grad = torch.zeros_like(params[4])  # all dead; params[3] has no gradient
     injector = noise_module.NoiseInjector("asymmetric", seed=0, device=torch.device("cpu"))
-    masks = injector.masks(params)
-    assert masks[3] is None
+    plan = injector.plan(params)
+    assert len(plan.draws) > 2 and all(params[3] is not p for d in plan.draws for p in d.params)
+    masks = [p.grad != 0 if p.grad is not None else None for p in params]  # independently
     before = [p.detach().clone() for p in params]
-    injector.add(params, masks, std=1e-2)
+    for p in params:  # the regularizer may change .grad after the plan: the masks stay
+        if p.grad is not None:
+            p.grad.add_(1.0)
+    injector.add(plan, std=1e-2)
     for p, b, m in zip(params, before, masks, strict=True):
         assert p.dtype == b.dtype and p.shape == b.shape
         if m is None:
