@@ -1,22 +1,16 @@
 """benchmarks/near_constant.py: a unit made constant, and one made dead, are counted."""
 
-import importlib.util
-from pathlib import Path
+import importlib
 
 import torch
+from bench_scripts import load_benchmark
 
 import demp
 from demp.experiments.cli.main import main
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "near_constant.py"
-
 
 def load_script(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # it imports speed.py beside it
-    spec = importlib.util.spec_from_file_location("near_constant_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("near_constant", monkeypatch)
 
 
 def test_a_constant_unit_and_a_dead_unit_are_counted(tmp_path, monkeypatch):

@@ -1,25 +1,23 @@
 """benchmarks/speed.py: a run's final architecture, rebuilt from its checkpoint spec."""
 
-import importlib.util
 import json
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from bench_scripts import load_benchmark
 
 from demp.experiments.cli.main import main
 
-SPEED = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="the CPU memory is read from /proc/self/statm, on Linux only",
+)
 
 
 def load_speed(monkeypatch):
-    monkeypatch.syspath_prepend(str(SPEED.parent))  # speed.py imports overhead.py beside it
-    spec = importlib.util.spec_from_file_location("speed_benchmark", SPEED)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("speed", monkeypatch)
 
 
 def test_the_rebuilt_architecture_is_the_runs_and_scales(tmp_path, monkeypatch):
@@ -46,10 +44,9 @@ def test_the_rebuilt_architecture_is_the_runs_and_scales(tmp_path, monkeypatch):
     assert rows[0]["flops_bound"] == 1.0 and rows[1]["flops_bound"] >= rows[2]["flops_bound"] > 1
 
 
+@linux_only
 def test_cpu_step_memory_is_the_resident_sets_growth(monkeypatch):
     speed = load_speed(monkeypatch)
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the CPU memory is read from /proc/self/statm, on Linux only")
     assert speed.resident_bytes() is not None
 
     def step():  # 64 MiB touched, held 50 ms, freed
@@ -61,10 +58,9 @@ def test_cpu_step_memory_is_the_resident_sets_growth(monkeypatch):
     assert 60 * 2**20 <= growth <= 200 * 2**20
 
 
+@linux_only
 def test_cpu_step_memory_does_not_depend_on_what_was_measured_before(monkeypatch):
     speed = load_speed(monkeypatch)
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the CPU memory is read from /proc/self/statm, on Linux only")
 
     def step():  # 48 blocks of 1 MiB: small enough to come from the C heap, not mmap
         blocks = [torch.ones(2**18) for _ in range(48)]
