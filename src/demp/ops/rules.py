@@ -26,6 +26,7 @@ from torch import nn
 
 from .select import ChannelSelect, selection_sizes
 from .table import Kind, LayerRule, LayerRules, Side
+from .third_party import THIRD_PARTY_ROWS
 
 __all__ = [
     "DEFAULT_RULES", "Kind", "LayerRule", "LayerRules", "Side", "feature_dim", "has_rule",
@@ -203,9 +204,10 @@ BUILTIN_ROWS: tuple[LayerRule, ...] = (
     ),
 )
 
-DEFAULT_RULES = LayerRules(BUILTIN_ROWS)
-"""The built-in table: Linear, Conv1d/2d/3d, BatchNorm1d/2d/3d, LayerNorm, GroupNorm and
-:class:`~demp.ops.select.ChannelSelect` (the cuttable identity shortcut)."""
+DEFAULT_RULES = LayerRules(BUILTIN_ROWS + THIRD_PARTY_ROWS)
+"""The built-in table: Linear, Conv1d/2d/3d, BatchNorm1d/2d/3d, LayerNorm, GroupNorm,
+:class:`~demp.ops.select.ChannelSelect` (the cuttable identity shortcut), and the layers of
+other libraries in :mod:`demp.ops.third_party` (Hugging Face's ``Conv1D``)."""
 
 
 # --- lookups --------------------------------------------------------------------------

@@ -33,6 +33,8 @@ class LayerRule:
     Attributes:
         types: The module types the row matches (subclasses too; the most specific row of
             a table wins, see :meth:`LayerRules.rule_for`).
+        type_names: Types the row matches by qualified name (``"module.QualName"``), for
+            layers of other libraries that demp must not import (subclasses too).
         kind: ``"root"``: a conv/linear layer whose output channels start a group and whose
             input channels are cut when a group it consumes shrinks. ``"norm"``: a
             per-channel layer with one channel dimension (``"in"`` and ``"out"`` alike).
@@ -71,12 +73,15 @@ class LayerRule:
     depthwise: Callable[[nn.Module], bool] = _never
     inexact: bool = False
     scale_types: tuple[type[nn.Module], ...] | None = None
+    type_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("root", "norm"):
             raise ValueError(f"LayerRule.kind must be 'root' or 'norm', got {self.kind!r}")
-        if not self.types or not all(isinstance(t, type) for t in self.types):
-            raise ValueError("LayerRule.types must be a non-empty tuple of module types")
+        if not all(isinstance(t, type) for t in self.types):
+            raise ValueError("LayerRule.types must be a tuple of module types")
+        if not self.types and not self.type_names:
+            raise ValueError("a LayerRule needs module types or type_names to match")
         if self.kind == "root" and (not self.in_tensors or self.in_size is None):
             raise ValueError("a root LayerRule needs in_tensors and in_size")
 
@@ -127,20 +132,28 @@ class LayerRules:
 
     rows: tuple[LayerRule, ...]
     _by_type: dict[type[nn.Module], LayerRule] = field(init=False, repr=False, compare=False)
+    _by_name: dict[str, LayerRule] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rows", tuple(self.rows))
         by_type = {t: row for row in self.rows for t in row.types}  # private, never mutated
         object.__setattr__(self, "_by_type", by_type)
+        by_name = {n: row for row in self.rows for n in row.type_names}
+        object.__setattr__(self, "_by_name", by_name)
 
     def with_rule(self, row: LayerRule) -> LayerRules:
         """Return a new table with ``row`` added (it overrides rows for the same types)."""
         return LayerRules((*self.rows, row))
 
     def rule_for(self, module: nn.Module) -> LayerRule | None:
-        """Return the row of the most specific type in ``module``'s MRO, or None."""
+        """Return the row of the most specific type in ``module``'s MRO, or None.
+
+        A type matches by identity or, for rows with ``type_names``, by qualified name.
+        """
         for cls in type(module).__mro__:
             row = self._by_type.get(cls)
+            if row is None and self._by_name:
+                row = self._by_name.get(f"{cls.__module__}.{cls.__qualname__}")
             if row is not None:
                 return row
         return None

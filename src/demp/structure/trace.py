@@ -156,10 +156,12 @@ class _Context:
 
 
 class _InnerOps:
-    """Run the traced forward while noting the autograd ops inside each root (conv/linear) call.
+    """Run the traced forward while noting the autograd ops inside each layer of the table.
 
-    A linear layer on a 3-D input shows up as view/addmm/view ops; those are the layer's
-    own, not operations between layers, and must not make its group look uncuttable.
+    A linear layer on a 3-D input shows up as view/addmm/view ops, and a norm layer that
+    applies its activation itself (timm's ``BatchNormAct2d``: ``F.batch_norm``, then the
+    activation) as a batch-norm op before the module's output; those are the layer's own,
+    not operations between layers, and must not make its group look uncuttable.
     """
 
     def __init__(self, model: nn.Module, rules: LayerRules) -> None:
@@ -172,7 +174,7 @@ class _InnerOps:
     def forward(self, model: nn.Module, example: Batch) -> Any:
         handles = []
         for module in model.modules():
-            if self.rules.kind_of(module) == "root":
+            if self.rules.kind_of(module) is not None:
                 handles.append(module.register_forward_pre_hook(self._pre))
                 handles.append(module.register_forward_hook(self._post))
         try:
