@@ -19,12 +19,14 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..batches import Batch, call_model, kept_modes
+from ..errors import DempError
 from ..ops.rules import DEFAULT_RULES, LayerRule, LayerRules, side_size, unsupported_reason
 from .groups import ChannelGroup, Role, Slot, Structure
 
@@ -71,13 +73,7 @@ def build_structure(
     inner = _InnerOps(model, rules)
     try:
         with kept_modes(model), torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(
-                model,
-                example_inputs=example,
-                forward_fn=inner.forward,
-                customized_pruners=_customized_pruners(tp, model, rules),
-                verbose=False,
-            )
+            graph = _dependency_graph(tp, model, example, inner, rules)
             outputs = _output_layers(graph, paths, rules)
             ignored = set(outputs) | {_path_of(x, paths) for x in ignored_layers}
             context = _Context(paths, ignored, allow_inexact_norm, inner.ops, rules)
@@ -87,6 +83,49 @@ def build_structure(
         if "graph" in locals():
             _release(graph)
     return structure
+
+
+def _dependency_graph(
+    tp: Any, model: nn.Module, example: Batch, inner: _InnerOps, rules: LayerRules
+) -> Any:
+    """Torch-Pruning's dependency graph of ``model``, or a DempError saying why it failed.
+
+    The model's own errors (a wrong example input) pass through unchanged; a failure inside
+    Torch-Pruning's index bookkeeping (e.g. a channel shuffle, ``view`` / ``transpose`` /
+    ``view`` across the channels, as in ShuffleNet) becomes a clear refusal.
+    """
+    try:
+        return tp.DependencyGraph().build_dependency(
+            model,
+            example_inputs=example,
+            forward_fn=inner.forward,
+            customized_pruners=_customized_pruners(tp, model, rules),
+            verbose=False,
+        )
+    except Exception as err:
+        frame = _last_frame(err)
+        if not frame.startswith("torch_pruning"):
+            raise
+        raise DempError(
+            f"Torch-Pruning could not trace {type(model).__name__} "
+            f"({type(err).__name__} in {frame}: {err}); nothing was changed. Known cause: "
+            "a channel shuffle (view/transpose/view across the channels, as in ShuffleNet)"
+        ) from err
+
+
+def _last_frame(err: BaseException) -> str:
+    """The module (dotted, from the package root) where ``err`` was raised."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    path = Path(tb.tb_frame.f_code.co_filename)
+    parts = path.with_suffix("").parts
+    for root in ("torch_pruning", "torch", "demp"):
+        if root in parts:
+            return ".".join(parts[len(parts) - parts[::-1].index(root) - 1 :])
+    return path.name
 
 
 def _release(graph: Any) -> None:

@@ -167,3 +167,22 @@ def test_structure_renumbering_matches_a_fresh_trace():
         got = {(x.path, x.role): x.index.tolist() for x in group.slots}
         want = {(x.path, x.role): x.index.tolist() for x in fresh.groups[name].slots}
         assert got == want
+
+
+def test_a_failure_inside_torch_pruning_is_a_clear_error(monkeypatch):
+    # torchvision's ShuffleNet makes Torch-Pruning's reshape bookkeeping divide by zero
+    # (tests/zoo); here its bookkeeping fails the same way, inside its own code
+    from torch_pruning.dependency import index_mapping
+
+    def broken(graph):
+        index_mapping.update_reshape_index_mapping(graph, None)
+
+    monkeypatch.setattr(index_mapping, "update_index_mapping", broken)
+    expected = r"could not trace MLP \(AttributeError in torch_pruning"
+    with pytest.raises(demp.DempError, match=expected):
+        demp.build_structure(MLP(), torch.randn(2, 5))
+
+
+def test_an_error_of_the_model_itself_passes_through():
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        demp.build_structure(MLP(), torch.randn(2, 7))
