@@ -19,16 +19,15 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..batches import Batch, call_model, kept_modes
-from ..errors import DempError
+from ..batches import Batch, call_model, kept_modes, output_tensors
 from ..ops.rules import DEFAULT_RULES, LayerRule, LayerRules, side_size, unsupported_reason
 from .groups import ChannelGroup, Role, Slot, Structure
+from .tp_guards import early_reason, guarded_build, without_cache
 
 # Autograd ops that act on each channel separately (or only reduce/reshape other dims).
 # Anything else inside a group makes it refused; the trial cut (structure.verify) is the last gate.
@@ -73,7 +72,17 @@ def build_structure(
     inner = _InnerOps(model, rules)
     try:
         with kept_modes(model), torch.enable_grad():
-            graph = _dependency_graph(tp, model, example, inner, rules)
+            pruners = _customized_pruners(tp, model, rules)
+            graph = guarded_build(
+                lambda: tp.DependencyGraph().build_dependency(
+                    model,
+                    example_inputs=example,
+                    forward_fn=inner.forward,
+                    customized_pruners=pruners,
+                    verbose=False,
+                ),
+                model,
+            )
             outputs = _output_layers(graph, paths, rules)
             ignored = set(outputs) | {_path_of(x, paths) for x in ignored_layers}
             context = _Context(paths, ignored, allow_inexact_norm, inner.ops, rules)
@@ -83,49 +92,6 @@ def build_structure(
         if "graph" in locals():
             _release(graph)
     return structure
-
-
-def _dependency_graph(
-    tp: Any, model: nn.Module, example: Batch, inner: _InnerOps, rules: LayerRules
-) -> Any:
-    """Torch-Pruning's dependency graph of ``model``, or a DempError saying why it failed.
-
-    The model's own errors (a wrong example input) pass through unchanged; a failure inside
-    Torch-Pruning's index bookkeeping (e.g. a channel shuffle, ``view`` / ``transpose`` /
-    ``view`` across the channels, as in ShuffleNet) becomes a clear refusal.
-    """
-    try:
-        return tp.DependencyGraph().build_dependency(
-            model,
-            example_inputs=example,
-            forward_fn=inner.forward,
-            customized_pruners=_customized_pruners(tp, model, rules),
-            verbose=False,
-        )
-    except Exception as err:
-        frame = _last_frame(err)
-        if not frame.startswith("torch_pruning"):
-            raise
-        raise DempError(
-            f"Torch-Pruning could not trace {type(model).__name__} "
-            f"({type(err).__name__} in {frame}: {err}); nothing was changed. Known cause: "
-            "a channel shuffle (view/transpose/view across the channels, as in ShuffleNet)"
-        ) from err
-
-
-def _last_frame(err: BaseException) -> str:
-    """The module (dotted, from the package root) where ``err`` was raised."""
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return "?"
-    path = Path(tb.tb_frame.f_code.co_filename)
-    parts = path.with_suffix("").parts
-    for root in ("torch_pruning", "torch", "demp"):
-        if root in parts:
-            return ".".join(parts[len(parts) - parts[::-1].index(root) - 1 :])
-    return path.name
 
 
 def _release(graph: Any) -> None:
@@ -216,8 +182,8 @@ class _InnerOps:
             if self.rules.kind_of(module) is not None:
                 handles.append(module.register_forward_pre_hook(self._pre))
                 handles.append(module.register_forward_hook(self._post))
-        try:
-            return call_model(model, example)
+        try:  # the output's tensors only (a transformers output holds caches, tuples...)
+            return output_tensors(call_model(model, without_cache(model, example)))
         finally:
             for handle in handles:
                 handle.remove()
@@ -268,11 +234,16 @@ def _output_layers(graph: Any, paths: dict[nn.Module, str], rules: LayerRules) -
 def _collect_groups(model: nn.Module, graph: Any, context: _Context) -> Structure:
     structure = Structure(groups={}, rules=context.rules)
     covered: set[nn.Module] = set()
+    node_reason = functools.partial(_node_reason, context, model)
     for path, module in model.named_modules():
         if context.rules.kind_of(module) != "root" or module in covered:
             continue
         if module not in graph.module2node:
             continue  # never called in the traced forward
+        reason = early_reason(graph, module, context.rules, node_reason)
+        if reason:
+            structure.skipped[path] = reason
+            continue
         pruner = graph.get_pruner_of_module(module)
         width = pruner.get_out_channels(module)
         group = graph.get_pruning_group(module, pruner.prune_out_channels, list(range(width)))
@@ -334,6 +305,27 @@ def _convert(
     if not any(s.role == "consumer" for s in slots):
         return f"no layer consumes the channels of {name}: they reach the model output"
     return ChannelGroup(name=name, width=width, slots=slots)
+
+
+def _node_reason(context: _Context, model: nn.Module, node: Any) -> tuple[int, str] | None:
+    """Why a node near a group makes it uncuttable, ranked by how much it tells the user.
+
+    0: a layer of the table refuses (a LayerNorm over the channels, a grouped conv); 1: a
+    layer the table lacks; 2: an operation. None if the node is harmless (or a layer's own
+    operation).
+    """
+    module = node.module
+    if isinstance(module, nn.Module) and module in context.paths:
+        path = context.paths[module]
+        reason = unsupported_reason(module, path, context.allow_inexact_norm, context.rules)
+        rank = 0 if context.rules.rule_for(module) is not None else 1
+        return (rank, reason) if reason else None
+    if id(node.grad_fn) in context.inner_ops:
+        return None
+    reason = _op_reason(node, module)
+    if reason and isinstance(module, nn.Parameter):
+        reason += _owner_note(model, module, context.rules)
+    return (2, reason) if reason else None
 
 
 def _role(row: LayerRule, module: nn.Module, out_side: bool) -> Role:

@@ -184,7 +184,8 @@ def test_a_root_row_for_a_linear_that_is_no_nn_linear():
         model[0].bias[4] = -1
     x = torch.randn(32, 5, dtype=torch.float64)
     plain = demp.build_structure(model, x)
-    assert "Mm" in plain.skipped["0"] and "2" not in plain.groups
+    reason = plain.skipped["0"]  # names the layer that has no row
+    assert "MyLinear" in reason and "layer table" in reason and "2" not in plain.groups
     before = _output(model, x)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     dead = demp.find_dead(model, x, rules=DEFAULT_RULES.with_rule(MY_LINEAR_ROW))
@@ -298,3 +299,21 @@ def test_a_row_must_name_the_sizes_it_sets():
         sync_attributes(Scale(3), rules)
     with pytest.raises(ValueError, match="root LayerRule needs"):
         dataclasses.replace(MY_LINEAR_ROW, in_size=None)
+
+
+def test_rows_match_other_libraries_types_by_qualified_name():
+    class Conv1D(nn.Module):  # shaped as transformers.pytorch_utils.Conv1D
+        pass
+
+    Conv1D.__module__, Conv1D.__qualname__ = "transformers.pytorch_utils", "Conv1D"
+
+    class Sub(Conv1D):
+        pass
+
+    assert rule_for(Conv1D()) is not None and rule_for(Conv1D()).kind == "root"
+    assert rule_for(Sub()) is rule_for(Conv1D())  # subclasses too
+    Other = type("Conv1D", (nn.Module,), {})  # same name, another module: no row
+    assert rule_for(Other()) is None
+    with pytest.raises(ValueError, match="types or type_names"):
+        LayerRule(types=(), kind="norm", out_tensors=(), size_attributes=(),
+                  sync=dict, out_size=len)  # fmt: skip
