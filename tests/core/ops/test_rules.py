@@ -312,8 +312,8 @@ def test_rows_match_other_libraries_types_by_qualified_name():
 
     assert rule_for(Conv1D()) is not None and rule_for(Conv1D()).kind == "root"
     assert rule_for(Sub()) is rule_for(Conv1D())  # subclasses too
-    Other = type("Conv1D", (nn.Module,), {})  # same name, another module: no row
-    assert rule_for(Other()) is None
+    other = type("Conv1D", (nn.Module,), {})  # same name, another module: no row
+    assert rule_for(other()) is None
     with pytest.raises(ValueError, match="types or type_names"):
         LayerRule(types=(), kind="norm", out_tensors=(), size_attributes=(),
                   sync=dict, out_size=len)  # fmt: skip
