@@ -46,6 +46,7 @@ HF_CONV1D = LayerRule(
     feature_dim=-1,
 )
 
+
 def _no_sizes(_module: nn.Module) -> Mapping[str, Any]:
     return {}
 
