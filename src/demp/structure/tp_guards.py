@@ -67,6 +67,11 @@ def without_cache(model: nn.Module, example: Batch) -> Batch:
     return {**example, "use_cache": False} if "use_cache" in accepted else example
 
 
+# ops that pass on a range of the channels (concatenation, split, slice): the walk stops
+# there, since their other inputs / outputs hold other groups' channels
+_CHANNEL_RANGE_OPS = frozenset({"_ConcatOp", "_SplitOp", "_SliceOp", "_UnbindOp"})
+
+
 def early_reason(
     graph: Any,
     module: nn.Module,
@@ -76,7 +81,7 @@ def early_reason(
     """Say why ``module``'s output group would be refused, before Torch-Pruning searches it.
 
     Walks the graph from the module's output through every node that is not a conv/linear
-    layer (those bound a group), in both directions. ``node_reason`` gives each node's
+    layer (those bound a group) or a channel-range op, in both directions. ``node_reason`` gives each node's
     ``(rank, reason)`` or None; the reason of the lowest rank is returned (a layer's own
     reason before an operation's). A group the search would refuse is not searched at
     all: on some attention blocks (grouped-query heads meeting the rotary embedding's
@@ -94,6 +99,8 @@ def early_reason(
         seen.add(node)
         if isinstance(node.module, nn.Module) and rules.kind_of(node.module) == "root":
             continue
+        if type(node.module).__name__ in _CHANNEL_RANGE_OPS:
+            continue  # only part of its channels are the group's: Torch-Pruning's call
         ranked = node_reason(node)
         if ranked:
             found.append(ranked)

@@ -54,3 +54,23 @@ def test_without_cache_leaves_other_inputs_alone():
     assert without_cache(model, {"x": x, "use_cache": True})["use_cache"] is True
     assert without_cache(nn.Linear(8, 8), {"input": x}) == {"input": x}
     assert without_cache(model, {"x": x}) == {"x": x, "use_cache": False}
+
+
+
+class MixedCat(nn.Module):
+    """A cuttable branch concatenated with a branch that mixes its channels (softmax)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1), nn.Conv2d(8, 3, 1)
+
+    def forward(self, x):
+        mixed = torch.softmax(self.a(x), dim=1)
+        return self.c(torch.cat([torch.relu(self.b(x)), mixed], dim=1))
+
+
+def test_the_early_refusal_does_not_cross_a_concatenation():
+    # b's channels meet the softmax only as their own range of the concatenation
+    s = demp.build_structure(MixedCat(), torch.randn(2, 3, 4, 4))
+    assert "b" in s.groups
+    assert "Softmax" in s.skipped["a"]
