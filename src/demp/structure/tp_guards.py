@@ -83,9 +83,9 @@ def early_reason(
     Walks the graph from the module's output through every node that is not a conv/linear
     layer (those bound a group) or a channel-range op, in both directions.
     ``node_reason`` gives each node's ``(rank, reason)`` or None; the reason of the lowest
-    rank is returned (a layer's own reason before an operation's). A group the search would refuse is not searched at
-    all: on some attention blocks (grouped-query heads meeting the rotary embedding's
-    slice / cat) that search does not end.
+    rank is returned (a layer's own reason before an operation's). A group the search
+    would refuse is not searched at all: on some attention blocks (grouped-query heads
+    meeting the rotary embedding's slice / cat) that search does not end.
     """
     start = graph.module2node.get(module)
     if start is None:
