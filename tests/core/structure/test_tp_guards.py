@@ -56,7 +56,6 @@ def test_without_cache_leaves_other_inputs_alone():
     assert without_cache(model, {"x": x}) == {"x": x, "use_cache": False}
 
 
-
 class MixedCat(nn.Module):
     """A cuttable branch concatenated with a branch that mixes its channels (softmax)."""
 
