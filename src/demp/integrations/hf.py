@@ -5,7 +5,9 @@ optimizer when training begins, adds demp's numbers to the Trainer's logs, write
 shape spec and the pruner state into every Trainer checkpoint, restores them when the
 Trainer resumes, and finalizes at the end. In a transformer only the MLP hidden units
 can be cut exactly; attention and the LayerNorm'd residual stream are listed in
-:attr:`DemonPruningCallback.skipped` with their reasons.
+:attr:`DemonPruningCallback.skipped` with their reasons. Under several processes
+(``torchrun`` / ``accelerate launch``) the ranks decide on all-reduced statistics and the
+Trainer's DDP wrapper is rebuilt in place after each cut (:mod:`.distributed`).
 
 The default configuration is the paper's ViT setting (§4.3, appendix G.2): no
 regularization (lambda = 0), asymmetric noise, and the ``eps`` death criterion, since GELU
@@ -76,6 +78,7 @@ class DemonPruningCallback(TrainerCallback):
             config = dataclasses.replace(config, prune_start=prune_start)
         self.probe, self.config, self.total_steps = probe, config, total_steps
         self.pruner: DemonPruner | None = None
+        self._watch: Any = None  # several processes: finds the Trainer's DDP wrapper
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -84,15 +87,13 @@ class DemonPruningCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Attach the pruner (restoring its state when the Trainer resumes)."""
-        if args.world_size > 1:
-            raise DempError(
-                "DemonPruningCallback runs in single-process Trainer runs; for several "
-                "processes use demp.integrations.distributed (DDPModel) or demp train --nproc"
-            )
         model, optimizer = kwargs["model"], kwargs["optimizer"]
         optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
         total = self.total_steps or state.max_steps
-        self.pruner = DemonPruner(model, optimizer, self.probe, total, self.config)
+        extra: dict[str, Any] = {}
+        if args.world_size > 1:
+            extra = self._distributed(model)
+        self.pruner = DemonPruner(model, optimizer, self.probe, total, self.config, **extra)
         if state.global_step > 0:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if (folder / PRUNER_FILE).exists():
@@ -104,6 +105,22 @@ class DemonPruningCallback(TrainerCallback):
                     "from step 0",
                     stacklevel=2,
                 )
+
+    def _distributed(self, model: nn.Module) -> dict[str, Any]:
+        """Several processes: decide on all-reduced statistics, keep the DDP wrapper valid."""
+        from .distributed import WrapperWatch, all_reduce_max, rebuild_reducer
+
+        self._watch = WrapperWatch(model)
+
+        def rebuild(_pruner: DemonPruner, _report: Any) -> None:
+            if self._watch.wrapper is None:
+                raise DempError(
+                    "DemonPruningCallback: several processes, but no DistributedDataParallel "
+                    "wrapping the model ran a forward pass; cannot keep the ranks in step"
+                )
+            rebuild_reducer(self._watch.wrapper)
+
+        return {"sync": all_reduce_max, "on_structure_change": [rebuild]}
 
     def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Add live units, trainable parameters and the FLOPs ratio to the logs."""
@@ -133,6 +150,8 @@ class DemonPruningCallback(TrainerCallback):
         if self.pruner is not None:
             self.pruner.finalize()
             self.pruner.detach()
+        if self._watch is not None:
+            self._watch.close()
 
 
 def save_pruned(model: nn.Module, directory: str | Path, **kwargs: Any) -> None:
