@@ -6,6 +6,7 @@ OUT/result.json: the widths, the prune events and whether the ranks' parameters 
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -57,7 +58,7 @@ def main(out):
     callback = DemonPruningCallback(data.x[:64], cfg)  # each rank's probe may differ
     args = TrainingArguments(
         output_dir=f"{out}/trainer", max_steps=12, per_device_train_batch_size=8,
-        learning_rate=1e-3, logging_steps=4, save_strategy="no", report_to="none",
+        learning_rate=1e-3, logging_steps=4, save_strategy="steps", save_steps=8, report_to="none",
         use_cpu=True, ddp_backend="gloo", disable_tqdm=True, seed=0, dataloader_num_workers=0,
     )  # fmt: skip
     model = vit()
@@ -71,6 +72,7 @@ def main(out):
             "events": [[e["step"], e["removed"]] for e in callback.pruner.history],
             "same": same,
             "wrapper": type(callback._watch.wrapper).__name__,
+            "saved": sorted(p.name for p in Path(out, "trainer", "checkpoint-8").glob("demp_*")),
         }
         with open(f"{out}/result.json", "w") as f:
             json.dump(result, f)

@@ -138,9 +138,12 @@ class DemonPruningCallback(TrainerCallback):
             state.log_history[-1].update(extra)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Write the shape spec and the pruner state into the Trainer's checkpoint."""
+        """Write the shape spec and the pruner state into the Trainer's checkpoint.
+
+        Under several processes only the first writes (the ranks' states are the same).
+        """
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.pruner is None or not folder.is_dir():
+        if self.pruner is None or not state.is_world_process_zero or not folder.is_dir():
             return
         _write_spec(kwargs["model"], folder)
         _write_json(folder / PRUNER_FILE, encode_state(self.pruner.state_dict()))

@@ -22,5 +22,6 @@ def test_trainer_callback_prunes_the_same_units_on_every_rank(tmp_path):
     assert result["world"] == 2 and result["wrapper"] == "DistributedDataParallel"
     assert result["events"] == [[8, 15], [12, 0]]  # the forced-dead units, at the same step
     assert result["widths"] == [54, 59]  # as the single-process test (test_hf.py)
+    assert result["saved"] == ["demp_pruner.json", "demp_spec.json"]  # written once, by rank 0
     assert result["same"]  # the ranks' parameters are identical after training on with
     # the rebuilt wrapper (each rank trained on its own shard, gradients all-reduced)
