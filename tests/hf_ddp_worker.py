@@ -10,39 +10,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification
+from hf_nets import Images, vit
+from transformers import Trainer, TrainingArguments
 
 from demp import DemPConfig
 from demp.integrations.hf import DemonPruningCallback
-
-KILLED = {0: list(range(10)), 1: [3, 7, 9, 20, 40]}
-
-
-class Images(torch.utils.data.Dataset):
-    def __init__(self, n=128):
-        g = torch.Generator().manual_seed(0)
-        self.y = torch.randint(0, 4, (n,), generator=g)
-        self.x = torch.randn(n, 3, 16, 16, generator=g) + self.y.view(-1, 1, 1, 1) * 0.5
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return {"pixel_values": self.x[i], "labels": self.y[i]}
-
-
-def vit():
-    torch.manual_seed(0)
-    config = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32,
-                       num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       num_labels=4, hidden_act="relu")  # fmt: skip
-    model = ViTForImageClassification(config)
-    with torch.no_grad():  # dead: ReLU outputs exactly 0
-        for layer, units in KILLED.items():
-            fc1 = model.vit.layers[layer].mlp.fc1
-            fc1.weight[units] = 0
-            fc1.bias[units] = -10.0
-    return model
 
 
 def agree(model):
@@ -61,7 +33,7 @@ def main(out):
         learning_rate=1e-3, logging_steps=4, save_strategy="steps", save_steps=8, report_to="none",
         use_cpu=True, ddp_backend="gloo", disable_tqdm=True, seed=0, dataloader_num_workers=0,
     )  # fmt: skip
-    model = vit()
+    model = vit("relu")  # ReLU: the dead units' outputs are exactly 0
     trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[callback])
     trainer.train()
     same = agree(model)

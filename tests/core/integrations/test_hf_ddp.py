@@ -1,22 +1,15 @@
 """The Hugging Face Trainer callback under torchrun with 2 CPU processes (gloo)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("transformers")
-HERE = Path(__file__).resolve().parents[2]  # tests/, where hf_ddp_worker.py lives
+from torchrun import torchrun  # noqa: E402
 
 
 def test_trainer_callback_prunes_the_same_units_on_every_rank(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "hf_ddp_worker.py"), str(tmp_path)]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    done = torchrun("hf_ddp_worker.py", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["world"] == 2 and result["wrapper"] == "DistributedDataParallel"
