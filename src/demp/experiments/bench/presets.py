@@ -6,8 +6,8 @@
   land near 50/70/80/90 % weight sparsity (FACTS §6 calibration). 50 runs, about 2 hours
   on 2 CPU cores.
 - ``long``: the regime that separates the methods (benchmarks/RESULTS.md): Fashion-MNIST
-  (10k training images, the full 10k test set), CIFAR-style ResNet-18 at width 1/16
-  (dense error about 12 %), 30 epochs of Adam lr 5e-3 with x0.2 steps every 31 % of the
+  (5k training images, the full 10k test set), CIFAR-style ResNet-18 at width 1/16
+  (dense error about 14 %), 30 epochs of Adam lr 5e-3 with x0.2 steps every 31 % of the
   run and weight decay 5e-4, test evaluation every 5 epochs. Every method matched at 70 /
   80 / 90 / 95 % weight sparsity (DemP through its target controller, the baselines
   through ``--target-metric weight``), 3 seeds: 75 runs, two single-thread runs side by
@@ -121,7 +121,7 @@ PRESETS = {
     "long": Preset(
         "long",
         base={
-            "dataset": "fashion-mnist", "train_size": 10000, "model": "resnet18",
+            "dataset": "fashion-mnist", "train_size": 5000, "model": "resnet18",
             "width": 0.0625, "optimizer": "adam", "lr": 5e-3, "lr_schedule": "step",
             "lr_decay_factor": 0.2, "lr_decay_every": 0.31, "weight_decay": 5e-4,
             "epochs": 30, "batch_size": 128, "eval_every": 5,
