@@ -169,3 +169,79 @@ def eval_out(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         y = model(x)
     model.train(was)
     return y
+
+
+class ChunkNet(nn.Module):
+    """A cross-stage-partial block: one conv's channels chunked into ``parts`` equal parts;
+    the first joins the block's output by concatenation, the others go through convs."""
+
+    def __init__(self, c: int = 6, parts: int = 2):
+        super().__init__()
+        self.parts = parts
+        self.stem = nn.Conv2d(3, parts * c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(parts * c)
+        self.branches = nn.ModuleList(nn.Conv2d(c, 4, 3, padding=1) for _ in range(parts - 1))
+        self.bn2 = nn.BatchNorm2d(4)
+        self.mix = nn.Conv2d(c + 4, 5, 1)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        first, *rest = torch.relu(self.bn(self.stem(x))).chunk(self.parts, dim=1)
+        y = sum(b(r) for b, r in zip(self.branches, rest, strict=True))
+        y = torch.relu(self.bn2(y))
+        return self.head(torch.relu(self.mix(torch.cat([first, y], 1))).mean((2, 3)))
+
+
+class GluNet(nn.Module):
+    """A gated linear unit: ``a * sigmoid(b)`` with ``a, b`` the two halves of one layer."""
+
+    def __init__(self, c: int = 6):
+        super().__init__()
+        self.fc = nn.Linear(5, 2 * c)
+        self.out = nn.Linear(c, 3)
+
+    def forward(self, x):
+        a, b = self.fc(x).chunk(2, dim=-1)
+        return self.out(a * torch.sigmoid(b))
+
+
+class FixedSplitNet(nn.Module):
+    """A split whose sizes are written into the code: ``"fixed"`` (``split(c)``),
+    ``"unequal"`` (``split([c - 1, c + 1])``) or ``"slice"`` (``x[:, :c]``)."""
+
+    def __init__(self, how: str, c: int = 6):
+        super().__init__()
+        self.how, self.c = how, c
+        self.stem = nn.Conv2d(3, 2 * c, 3, padding=1)
+        width = {"fixed": c, "unequal": c - 1, "slice": c}[how]
+        self.a = nn.Conv2d(width, 4, 1)
+        self.b = nn.Conv2d(2 * c - width, 4, 1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.stem(x))
+        if self.how == "fixed":
+            p, q = y.split(self.c, dim=1)
+        elif self.how == "unequal":
+            p, q = y.split([self.c - 1, self.c + 1], dim=1)
+        else:
+            p, q = y[:, : self.c], y[:, self.c :]
+        return self.head((self.a(p) + self.b(q)).mean((2, 3)))
+
+
+class CspNet(nn.Module):
+    """A cross-stage-partial block with ``chunk``: one half joins the output directly, the
+    other goes through a residual block first (a part that feeds a layer and a sum)."""
+
+    def __init__(self, c: int = 6):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 2 * c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(2 * c)
+        self.block = nn.Conv2d(c, c, 3, padding=1)
+        self.mix = nn.Conv2d(2 * c, 5, 1)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        xs, xb = torch.relu(self.bn(self.stem(x))).chunk(2, dim=1)
+        xb = xb + torch.relu(self.block(xb))
+        return self.head(torch.relu(self.mix(torch.cat([xs, xb], 1))).mean((2, 3)))

@@ -55,7 +55,11 @@ def test_timm_model_contract(name, tmp_path):
 SKIPPED = {  # what a model holds that demp cannot cut exactly, and says so
     "regnetx_002": "grouped convolution",
     "convnext_atto": "normalizes over the channels",
-    "cspresnet50": "SplitOp is not supported",
+    # split by sizes fixed in the code (x.split(64, 1)): the trial cut shows the split
+    # does not follow a cut (a model's chunk is cut: tests/core/structure/test_splits.py)
+    "cspresnet50": "the model's split does not follow a cut",
+    "res2net50_14w_8s": "the model's split does not follow a cut",
+    "mixnet_s": "split into parts of different sizes",
 }
 
 

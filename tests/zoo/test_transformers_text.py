@@ -32,6 +32,12 @@ def llama():
     return transformers.LlamaForCausalLM(config)
 
 
+def phi3():  # a packed gated MLP: gate_up_proj's output chunked in two halves
+    config = transformers.Phi3Config(**SMALL, num_key_value_heads=1, max_position_embeddings=32,
+                                     pad_token_id=0)  # fmt: skip
+    return transformers.Phi3ForCausalLM(config)
+
+
 # name -> (builder, the MLP's cut layers: producers..., consumer)
 MODELS = {
     "bert": (bert, ("bert.encoder.layer.{}.intermediate.dense",
@@ -39,7 +45,9 @@ MODELS = {
     "gpt2": (gpt2, ("transformer.h.{}.mlp.c_fc", "transformer.h.{}.mlp.c_proj")),
     "llama": (llama, ("model.layers.{}.mlp.gate_proj", "model.layers.{}.mlp.up_proj",
                       "model.layers.{}.mlp.down_proj")),
+    "phi3": (phi3, ("model.layers.{}.mlp.gate_up_proj", "model.layers.{}.mlp.down_proj")),
 }  # fmt: skip
+PAIRED = {"phi3"}  # a unit is one row of each half of gate_up_proj
 
 
 def tokens():
@@ -75,8 +83,10 @@ def test_text_model_save_pruned_round_trip(name, tmp_path):
     structure = demp.build_checked_structure(model, x)
     group = structure.groups[layers[0].format(0)]
     demp.remove_units(model, {group.name: [0, 5, 9]}, structure=structure)
-    assert width(model, layers[0].format(0)) == 61
+    left = 2 * 61 if name in PAIRED else 61
+    assert group.parts == (2 if name in PAIRED else 1)
+    assert width(model, layers[0].format(0)) == left
     save_pruned(model, tmp_path / "saved")
     again = load_pruned(type(model), tmp_path / "saved")
-    assert width(again, layers[0].format(0)) == 61
+    assert width(again, layers[0].format(0)) == left
     assert torch.allclose(output(again, x), output(model, x), atol=1e-6)

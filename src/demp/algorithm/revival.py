@@ -55,7 +55,7 @@ def revive_units(
                 rows = slot.index[idx].reshape(-1)
                 module = model.get_submodule(slot.path)
                 if slot.role == "norm" and _has_scale(model, slot.path):
-                    _reset_scale(module, slot.index[live, 0], rows, optimizer)
+                    _reset_scale(module, slot.index[live].reshape(-1), rows, optimizer)
                 elif slot.role == "consumer":
                     for tensor_name, dim in tensors_on_side(module, "in", structure.rules):
                         _zero(getattr(module, tensor_name), dim, rows, optimizer)

@@ -187,7 +187,7 @@ class Steering:
                 param = getattr(self.model.get_submodule(slot.path), "weight", None)
                 if slot.role != "norm" or param is None or id(param) not in weights:
                     continue
-                rows = slot.index[:, 0].to(param.device)
+                rows = slot.index.reshape(-1).to(param.device)
                 value = 0.0 if name in held else (1.0 if unit is None else unit[name])
                 weights[id(param)][rows] = value
                 pushed[id(param)][rows] = name not in held

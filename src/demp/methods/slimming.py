@@ -90,7 +90,12 @@ def gamma_scores(model: nn.Module, structure: Structure) -> dict[str, torch.Tens
         if norms:
             score = torch.stack(
                 [
-                    model.get_submodule(s.path).weight.detach().abs().cpu().double()[s.index[:, 0]]
+                    model.get_submodule(s.path)
+                    .weight.detach()
+                    .abs()
+                    .cpu()
+                    .double()[s.index]
+                    .amax(1)
                     for s in norms
                 ]
             ).amax(0)

@@ -50,11 +50,21 @@ class Slot:
 
 @dataclass
 class ChannelGroup:
-    """Channels that are removed together. Named after the first producing layer."""
+    """Channels that are removed together. Named after the first producing layer.
+
+    Attributes:
+        name: The first producing layer's path.
+        width: Number of units.
+        slots: Each module's share.
+        parts: 1, or the number of equal parts the producer's channels are split into on
+            their way (:mod:`demp.structure.splits`): each unit then holds one channel of
+            every part, so a producer's or norm's slot has up to ``parts`` indices per unit.
+    """
 
     name: str
     width: int
     slots: list[Slot]
+    parts: int = 1
 
     @property
     def consumers(self) -> list[Slot]:

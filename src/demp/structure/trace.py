@@ -24,10 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..batches import Batch, call_model, kept_modes, output_tensors
+from ..batches import Batch, kept_modes
 from ..ops.rules import DEFAULT_RULES, LayerRule, LayerRules, side_size, unsupported_reason
 from .groups import ChannelGroup, Role, Slot, Structure
-from .tp_guards import early_reason, guarded_build, without_cache
+from .inner_ops import InnerOps
+from .splits import align_splits, index_table, split_parts, split_period
+from .tp_guards import early_reason, guarded_build
 
 # Autograd ops that act on each channel separately (or only reduce/reshape other dims).
 # Anything else inside a group makes it refused; the trial cut (structure.verify) is the last gate.
@@ -69,7 +71,7 @@ def build_structure(
 
     rules = DEFAULT_RULES if rules is None else rules
     paths = {m: p for p, m in model.named_modules()}
-    inner = _InnerOps(model, rules)
+    inner = InnerOps(model, rules)
     try:
         with kept_modes(model), torch.enable_grad():
             pruners = _customized_pruners(tp, model, rules)
@@ -83,6 +85,7 @@ def build_structure(
                 ),
                 model,
             )
+            align_splits(graph)
             outputs = _output_layers(graph, paths, rules)
             ignored = set(outputs) | {_path_of(x, paths) for x in ignored_layers}
             context = _Context(paths, ignored, allow_inexact_norm, inner.ops, rules)
@@ -160,51 +163,6 @@ class _Context:
     rules: LayerRules
 
 
-class _InnerOps:
-    """Run the traced forward while noting the autograd ops inside each layer of the table.
-
-    A linear layer on a 3-D input shows up as view/addmm/view ops, and a norm layer that
-    applies its activation itself (timm's ``BatchNormAct2d``: ``F.batch_norm``, then the
-    activation) as a batch-norm op before the module's output; those are the layer's own,
-    not operations between layers, and must not make its group look uncuttable.
-    """
-
-    def __init__(self, model: nn.Module, rules: LayerRules) -> None:
-        self.model = model
-        self.rules = rules
-        self.ops: set[int] = set()
-        self._inputs: dict[nn.Module, set[Any]] = {}
-        self._keep: list[Any] = []  # grad_fns stay alive while the graph is built
-
-    def forward(self, model: nn.Module, example: Batch) -> Any:
-        handles = []
-        for module in model.modules():
-            if self.rules.kind_of(module) is not None:
-                handles.append(module.register_forward_pre_hook(self._pre))
-                handles.append(module.register_forward_hook(self._post))
-        try:  # the output's tensors only (a transformers output holds caches, tuples...)
-            return output_tensors(call_model(model, without_cache(model, example)))
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def _pre(self, module: nn.Module, args: tuple) -> None:
-        self._inputs[module] = {a.grad_fn for a in args if isinstance(a, torch.Tensor)}
-
-    def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not isinstance(output, torch.Tensor) or output.grad_fn is None:
-            return
-        stop = self._inputs.pop(module, set())
-        stack = [f for f, _ in output.grad_fn.next_functions if f is not None]
-        while stack:
-            fn = stack.pop()
-            if fn in stop or id(fn) in self.ops or type(fn).__name__ == "AccumulateGrad":
-                continue
-            self.ops.add(id(fn))
-            self._keep.append(fn)
-            stack.extend(f for f, _ in fn.next_functions if f is not None)
-
-
 def _path_of(item: nn.Module | str, paths: dict[nn.Module, str]) -> str:
     if isinstance(item, str):
         if item not in paths.values():
@@ -268,13 +226,58 @@ def _convert(
     name: str, width: int, group: Any, graph: Any, context: _Context
 ) -> ChannelGroup | str:
     """Turn a Torch-Pruning group into a ChannelGroup, or return why it cannot be cut."""
-    paths, ignored, rules = context.paths, context.ignored, context.rules
-    if name in ignored:
+    if name in context.ignored:
         return f"{name} is an output layer or ignored: its outputs are kept"
-    pieces: dict[tuple[str, Role], tuple[list[int], list[int]]] = {}
+    found = _pieces(group, graph, context)
+    if isinstance(found, str):
+        return found
+    pieces, splits = found
+    period = width
+    if any(set(roots) != set(range(width)) for _, roots in pieces.values()):
+        period = split_period(splits, width, name)  # a unit per channel of each equal part
+        if isinstance(period, str):
+            return period
+    slots = []
+    for (path, role), (idxs, roots) in pieces.items():
+        index = index_table(idxs, roots, period)
+        module = graph.model.get_submodule(path)
+        size = side_size(module, "in" if role == "consumer" else "out", context.rules)
+        per_unit = 1 if role == "consumer" else width // period  # producers: one per part
+        if (
+            index is None
+            or int(index.max()) >= size
+            or (role != "consumer" and index.shape[1] > per_unit)
+        ):
+            ranged = splits or any(_is_slice(item) for item in group.items)
+            note = "; the channels are split or sliced on the way" if ranged else ""
+            return f"the channel index mapping at {path} is inconsistent (could not trace it{note})"
+        slots.append(Slot(path=path, role=role, index=index))
+    if not any(s.role == "consumer" for s in slots):
+        return f"no layer consumes the channels of {name}: they reach the model output"
+    return ChannelGroup(name=name, width=period, slots=slots, parts=width // period)
+
+
+_Pieces = dict[tuple[str, Role], tuple[list[int], list[int]]]
+
+
+def _pieces(
+    group: Any, graph: Any, context: _Context
+) -> tuple[_Pieces, list[list[int] | None]] | str:
+    """Collect module indices and group channels per (layer, role), and split part sizes.
+
+    Returns:
+        The pieces and the part sizes of every split, or why an item makes the group
+        uncuttable.
+    """
+    paths, rules = context.paths, context.rules
+    pieces: _Pieces = {}
+    splits: list[list[int] | None] = []
     for item in group.items:
         target = item.dep.target
         module = target.module
+        if type(module).__name__ == "_SplitOp":
+            splits.append(split_parts(item))
+            continue
         if not isinstance(module, nn.Module) or module not in paths:
             inner = id(target.grad_fn) in context.inner_ops
             reason = None if inner else _op_reason(target, module)
@@ -289,22 +292,16 @@ def _convert(
             return reason
         out_side = graph.is_out_channel_pruning_fn(item.dep.handler)
         role = _role(rules.require(module), module, out_side)
-        if role != "consumer" and path in ignored:
+        if role != "consumer" and path in context.ignored:
             return f"cutting these channels would cut the outputs of {path} (output or ignored)"
         idxs, roots = pieces.setdefault((path, role), ([], []))
         idxs.extend(int(i) for i in item.idxs)
         roots.extend(int(r) for r in item.root_idxs)
-    slots = []
-    for (path, role), (idxs, roots) in pieces.items():
-        index = _index_table(idxs, roots, width)
-        module = graph.model.get_submodule(path)
-        size = side_size(module, "in" if role == "consumer" else "out", rules)
-        if index is None or int(index.max()) >= size or (role != "consumer" and index.shape[1] > 1):
-            return f"the channel index mapping at {path} is inconsistent (could not trace it)"
-        slots.append(Slot(path=path, role=role, index=index))
-    if not any(s.role == "consumer" for s in slots):
-        return f"no layer consumes the channels of {name}: they reach the model output"
-    return ChannelGroup(name=name, width=width, slots=slots)
+    return pieces, splits
+
+
+def _is_slice(item: Any) -> bool:
+    return type(item.dep.target.module).__name__ == "_SliceOp"
 
 
 def _node_reason(context: _Context, model: nn.Module, node: Any) -> tuple[int, str] | None:
@@ -339,8 +336,8 @@ def _role(row: LayerRule, module: nn.Module, out_side: bool) -> Role:
 def _op_reason(node: Any, module: Any) -> str | None:
     """Say why a non-module node makes a group uncuttable, or None if it is harmless."""
     kind = type(module).__name__
-    if kind in ("_ConcatOp", "_ReshapeOp"):
-        return None
+    if kind in ("_ConcatOp", "_ReshapeOp", "_SplitOp", "_SliceOp"):
+        return None  # a split or slice that drops part of the channels: see split_period
     if kind == "_ElementWiseOp":
         if not node.inputs:  # a view of a weight (e.g. the transpose inside a linear layer)
             return None
@@ -366,18 +363,3 @@ def _owner_note(model: nn.Module, param: nn.Parameter, rules: LayerRules) -> str
                 where = f"{path} ({kind})" if path else kind
                 return f" ({where}: no row of the layer table covers {kind})"
     return ""
-
-
-def _index_table(idxs: list[int], roots: list[int], width: int) -> torch.Tensor | None:
-    """Build the ``(width, k)`` index table, or return None if the mapping is inconsistent."""
-    if len(idxs) != len(roots) or len(set(idxs)) != len(idxs) or not idxs:
-        return None
-    per_root: dict[int, list[int]] = {}
-    for idx, root in zip(idxs, roots, strict=True):
-        per_root.setdefault(root, []).append(idx)
-    if sorted(per_root) != list(range(width)):
-        return None
-    counts = {len(v) for v in per_root.values()}
-    if len(counts) != 1:
-        return None
-    return torch.tensor([sorted(per_root[r]) for r in range(width)], dtype=torch.long)

@@ -35,6 +35,12 @@ def verify_groups(model: nn.Module, structure: Structure, example: Batch, exact:
         exact: Compare output values (False when inexact norms were allowed: then groups
             holding a LayerNorm/GroupNorm are only checked for crashes and shape changes).
     """
+    for name in [n for n, g in structure.groups.items() if g.parts > 1 and g.width < 2]:
+        del structure.groups[name]
+        structure.skipped[name] = (
+            "its channels are split into equal parts of one "
+            "channel: too few to check that the model's split follows a cut"
+        )
     with eval_mode(model), torch.no_grad():
         names = [n for n, g in structure.groups.items() if g.width >= 2]
         loose = {
@@ -55,12 +61,18 @@ def _bisect(
     if reason is None:
         return
     if len(names) == 1:
-        del structure.groups[names[0]]
-        structure.skipped[names[0]] = reason
+        group = structure.groups.pop(names[0])
+        structure.skipped[names[0]] = reason + (_SPLIT_NOTE if group.parts > 1 else "")
         return
     half = len(names) // 2
     _bisect(model, structure, names[:half], example, compare)
     _bisect(model, structure, names[half:], example, compare)
+
+
+_SPLIT_NOTE = (
+    "; its channels are split into equal parts on the way, and the model's split does not "
+    "follow a cut (a split by sizes fixed in its code, e.g. x.split(64, dim=1))"
+)
 
 
 def _has_inexact_norm(model: nn.Module, group: ChannelGroup, rules: LayerRules) -> bool:
