@@ -88,9 +88,7 @@ def _part_numbers(node: Any) -> dict[Any, int] | None:
     """Which part of a split each of its output nodes takes; None unless one part each."""
     numbers = {}
     for out in node.outputs:
-        taken = {
-            nr for fn, nr in getattr(out.grad_fn, "next_functions", ()) if fn is node.grad_fn
-        }
+        taken = {nr for fn, nr in getattr(out.grad_fn, "next_functions", ()) if fn is node.grad_fn}
         if len(taken) != 1:
             return None
         numbers[out] = taken.pop()
