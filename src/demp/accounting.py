@@ -49,6 +49,11 @@ class CostLedger:
     the training FLOPs are ``3 * batch * flops_sum`` (FACTS §1) and the ratio to the dense
     run over the same steps is ``flops_sum / (steps * initial flops)``.
 
+    Masked (unstructured) methods pass :meth:`remeasure` the FLOPs a sparse kernel would
+    skip: ``flops_now`` / ``flops_sum`` are then the theoretical sparse counts, and
+    ``executed_now`` / ``executed_sum`` what dense hardware runs (the model's own shapes).
+    Without masks the two are equal.
+
     Example:
         >>> costs = CostLedger.start(model, example, units=structure.num_units)
         >>> costs.step()                       # after every optimizer step
@@ -59,37 +64,57 @@ class CostLedger:
     initial: dict[str, float]
     flops_now: float
     flops_sum: float = 0.0
+    executed_now: float = 0.0
+    executed_sum: float = 0.0
 
     @classmethod
     def start(cls, model: nn.Module, example: Batch, units: int) -> CostLedger:
         """Measure the model as it is now (one example)."""
         flops = forward_flops(model, example)
         initial = {"units": units, "params": count_trainable(model), "flops": flops}
-        return cls(example, initial, flops)
+        return cls(example, initial, flops, executed_now=flops)
 
     def step(self) -> None:
         """Count one optimizer step at the current cost."""
         self.flops_sum += self.flops_now
+        self.executed_sum += self.executed_now
 
-    def remeasure(self, model: nn.Module) -> None:
-        """Measure the forward FLOPs per example again (after the model changed)."""
-        self.flops_now = forward_flops(model, self.example)
+    def remeasure(self, model: nn.Module, skipped: float = 0.0) -> None:
+        """Measure the forward FLOPs per example again (after the model or its masks changed).
 
-    def train_flops_ratio(self, steps: int) -> float:
-        """Training FLOPs so far / those of the dense model over ``steps`` steps."""
+        Args:
+            model: The model.
+            skipped: Forward FLOPs per example a sparse kernel would skip (masked weights).
+        """
+        self.executed_now = forward_flops(model, self.example)
+        self.flops_now = self.executed_now - skipped
+
+    def train_flops_ratio(self, steps: int, executed: bool = False) -> float:
+        """Training FLOPs so far / those of the dense model over ``steps`` steps.
+
+        ``executed``: what dense hardware ran instead of the theoretical (sparse) count.
+        """
         dense = steps * self.initial["flops"]
-        return self.flops_sum / dense if dense else 1.0
+        done = self.executed_sum if executed else self.flops_sum
+        return done / dense if dense else 1.0
 
-    def inference_flops_ratio(self) -> float:
-        """Forward FLOPs per example now / initially."""
-        return self.flops_now / self.initial["flops"]
+    def inference_flops_ratio(self, executed: bool = False) -> float:
+        """Forward FLOPs per example now / initially (``executed``: on dense hardware)."""
+        return (self.executed_now if executed else self.flops_now) / self.initial["flops"]
 
     def state_dict(self) -> dict[str, Any]:
-        """The initial sizes and the FLOPs sum (the current FLOPs are measured again)."""
-        return {"initial": dict(self.initial), "train_flops_sum": self.flops_sum}
+        """The initial sizes and the FLOPs sums (the current FLOPs are measured again)."""
+        return {
+            "initial": dict(self.initial),
+            "train_flops_sum": self.flops_sum,
+            "executed_flops_sum": self.executed_sum,
+        }
 
-    def load_state_dict(self, state: dict[str, Any], model: nn.Module) -> None:
+    def load_state_dict(
+        self, state: dict[str, Any], model: nn.Module, skipped: float = 0.0
+    ) -> None:
         """Restore :meth:`state_dict` and measure the (reloaded) model."""
         self.initial = dict(state["initial"])
         self.flops_sum = float(state["train_flops_sum"])
-        self.remeasure(model)
+        self.executed_sum = float(state.get("executed_flops_sum", self.flops_sum))
+        self.remeasure(model, skipped)

@@ -23,7 +23,14 @@ from demp.batches import eval_mode
 from demp.experiments.cli.main import build_parser, main
 from demp.experiments.data import load_dataset
 from demp.experiments.models import build_model
-from demp.methods import Method, MethodContext, method_names, register_method, unregistered_after
+from demp.methods import (
+    Method,
+    MethodContext,
+    get_method,
+    method_names,
+    register_method,
+    unregistered_after,
+)
 from demp.ops.rules import feature_dim, side_size
 
 BASE = ["--dataset", "synthetic", "--train-size", "256", "--test-size", "64", "--batch-size",
@@ -88,7 +95,13 @@ def check_contract(method, tmp_path, interrupt_at, monkeypatch):
     assert main(["train", *args, "--out", str(straight)]) == 0
     summary = json.loads((straight / "summary.json").read_text())
     assert summary["method"] == method and summary["steps"] == 40
-    if summary["target"] is not None:  # a method that aims at a neuron sparsity reaches it
+    if get_method(method).family == "unstructured":  # masks: a weight target, no cut
+        layers = len(summary["masked_per_layer"])
+        assert abs(summary["weight_sparsity"] - 0.5) * summary["params_initial"] <= layers
+        assert summary["masked_weights"] > 0 and checker.cuts == 0
+        assert summary["inference_flops_ratio"] < 1  # a sparse kernel's count...
+        assert summary["executed_inference_flops_ratio"] == 1.0  # ...not what runs
+    elif summary["target"] is not None:  # a method that aims at a neuron sparsity reaches it
         expected = round((1 - summary["target"]) * summary["units_initial"])
         assert abs(summary["units"] - expected) <= GROUPS
         assert checker.cuts > 0  # and each of its cuts was checked against its mask
@@ -104,7 +117,9 @@ def check_contract(method, tmp_path, interrupt_at, monkeypatch):
     demp.load_checkpoint(straight / "checkpoint", fresh)
     weights = load_file(straight / "checkpoint" / "model.safetensors")
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in weights.items())
-    assert sum(p.numel() for p in fresh.parameters()) == summary["params"]
+    assert (
+        sum(p.numel() for p in fresh.parameters()) == summary["params"] + summary["masked_weights"]
+    )
 
     # interrupted at step 21 and resumed: bit-identical to the straight run
     disarm = interrupt_at(21)
@@ -113,6 +128,9 @@ def check_contract(method, tmp_path, interrupt_at, monkeypatch):
     assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
     a, b = (load_file(r / "checkpoint" / "model.safetensors") for r in (straight, cut))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    if get_method(method).family == "unstructured":  # the masks resume bit-exactly too
+        ma, mb = (load_file(r / "baseline.safetensors") for r in (straight, cut))
+        assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
     resumed = json.loads((cut / "summary.json").read_text())
     assert resumed["units"] == summary["units"] and resumed["notes"] == summary["notes"]
     # the removal history survives the resume (it lives in the checkpoint, not in a global)

@@ -11,7 +11,7 @@ BASE = ["--dataset", "synthetic", "--train-size", "256", "--test-size", "64", "-
         "32", "--model", "resnet18", "--width", "0.125", "--no-progress", "--steps", "40",
         "--score-batches", "2", "--early-deadline", "2", "--lr", "0.05",
         "--prune-every", "4"]  # fmt: skip
-BASELINES = [m for m in method_names() if m not in ("dense", "demp")]
+BASELINES = [m for m in method_names("structured") if m not in ("dense", "demp")]
 
 
 def _summary(tmp_path, *args):

@@ -88,6 +88,14 @@ class Method:
         """The current regularization term, for logging (0 if none)."""
         return 0.0
 
+    def zero_weights(self) -> int:
+        """Weights a mask holds at exactly zero (counted as removed by the weight sparsity)."""
+        return 0
+
+    def flops_saved(self) -> float:
+        """Forward FLOPs per example a sparse kernel would skip (0 when nothing is masked)."""
+        return 0.0
+
     def summary_fields(self) -> dict[str, Any]:
         """Extra entries of the run summary (e.g. the target)."""
         return {}

@@ -22,7 +22,13 @@ Scorer = Callable[[nn.Module, Structure, Any], dict[str, torch.Tensor]]
 
 def target_field() -> Any:
     """The ``target`` option shared by the baselines (neuron sparsity, as in their papers)."""
-    return field(default=0.5, metadata={"help": "baselines: target neuron sparsity"})
+    return field(
+        default=0.5,
+        metadata={
+            "help": "baselines: target sparsity (structured: in --target-metric, neuron by "
+            "default; unstructured: weight sparsity of the whole model)"
+        },
+    )
 
 
 def target_metric_field() -> Any:

@@ -43,6 +43,7 @@ class MethodSpec:
         options: Frozen dataclass of the method's flat options (None: it has none).
         summary: One line for ``demp train --help`` and the docs.
         demp_config: The method reads the run's ``[demp]`` table (a DemPConfig) instead.
+        family: ``"structured"`` (removes units) or ``"unstructured"`` (masks weights).
     """
 
     name: str
@@ -50,6 +51,7 @@ class MethodSpec:
     options: type | None = None
     summary: str = ""
     demp_config: bool = False
+    family: str = "structured"
 
     def make_options(self, values: dict[str, Any]) -> Any:
         """Build this method's options from flat values (keys of other methods are ignored).
@@ -67,16 +69,25 @@ class MethodSpec:
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
+FAMILIES = ("structured", "unstructured")
 
 
 def register_method(
-    name: str, *, options: type | None = None, summary: str = "", demp_config: bool = False
+    name: str,
+    *,
+    options: type | None = None,
+    summary: str = "",
+    demp_config: bool = False,
+    family: str = "structured",
 ) -> Callable[[Factory], Factory]:
     """Register a method factory under ``name`` (a decorator).
 
     Raises:
-        DempError: ``name`` is taken, or ``options`` is not a frozen dataclass.
+        DempError: ``name`` is taken, ``options`` is not a frozen dataclass, or ``family``
+            is not ``"structured"`` or ``"unstructured"``.
     """
+    if family not in FAMILIES:
+        raise DempError(f"method {name!r}: family must be one of {FAMILIES}, got {family!r}")
     if options is not None and not (
         dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen  # type: ignore[attr-defined]
     ):
@@ -85,15 +96,15 @@ def register_method(
     def decorate(factory: Factory) -> Factory:
         if name in _REGISTRY:
             raise DempError(f"a method named {name!r} is already registered")
-        _REGISTRY[name] = MethodSpec(name, factory, options, summary, demp_config)
+        _REGISTRY[name] = MethodSpec(name, factory, options, summary, demp_config, family)
         return factory
 
     return decorate
 
 
-def method_names() -> tuple[str, ...]:
-    """The registered method names, in registration order."""
-    return tuple(_REGISTRY)
+def method_names(family: str | None = None) -> tuple[str, ...]:
+    """The registered method names (of one family, if given), in registration order."""
+    return tuple(n for n, spec in _REGISTRY.items() if family in (None, spec.family))
 
 
 def get_method(name: str) -> MethodSpec:

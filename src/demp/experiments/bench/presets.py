@@ -24,8 +24,9 @@ from typing import Any
 from ...errors import DempError
 from ...methods import method_names
 
-# every registered method other than the dense reference and DemP is a baseline
-BASELINE_METHODS = tuple(m for m in method_names() if m not in ("dense", "demp"))
+# every registered structured method other than the dense reference and DemP is a baseline
+BASELINE_METHODS = tuple(m for m in method_names("structured") if m not in ("dense", "demp"))
+UNSTRUCTURED_METHODS = method_names("unstructured")  # masks: a group a sweep may include
 
 
 LONG_LEVELS = (0.7, 0.8, 0.9, 0.95)

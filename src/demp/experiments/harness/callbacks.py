@@ -93,7 +93,8 @@ class Metrics(Callback):
         record = {
             "kind": "step", "step": s.step, "epoch": s.step / s.spe, "lr": lr_of(s, s.step - 1),
             "loss": loss / max(n, 1), "train_acc": correct / max(n, 1),
-            "params": count_trainable(s.model), "units": s.structure.num_units,
+            "params": count_trainable(s.model) - s.method.zero_weights(),
+            "units": s.structure.num_units,
             "penalty": s.method.penalty(), "elapsed": s.elapsed(),
         }  # fmt: skip
         s.write(record)

@@ -118,10 +118,10 @@ def _connect(s: RunState) -> None:
 
 
 def structure_changed(s: RunState) -> None:
-    """Re-wrap DDP and update the FLOPs accounting after units were removed."""
+    """Re-wrap DDP and update the FLOPs accounting after units were removed (or masked)."""
     if isinstance(s.net, DDPModel):
         s.net.rewrap()
-    s.costs.remeasure(s.model)
+    s.costs.remeasure(s.model, s.method.flops_saved())
 
 
 def score_batches(s: RunState, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -164,6 +164,7 @@ def resume(s: RunState) -> None:
     s.events_logged = len(s.method.history) if s.method.history is not None else 0
     tensors = load_tensors(s.out / "baseline.safetensors")
     s.method.load_state_dict(tensors, extra.get("baseline"), s.step)
+    s.costs.remeasure(s.model, s.method.flops_saved())  # with the method's masks back
     if s.ranks.main:
         s.log.truncate_after(s.step)
 
@@ -207,13 +208,15 @@ def finish(s: RunState) -> dict[str, Any]:
 
 def make_summary(s: RunState, result: dict[str, float]) -> dict[str, Any]:
     """The run's summary.json: accuracy, sparsities, FLOPs ratios, time per step by phase."""
-    c, flops, params = s.config, s.costs.flops_now, count_trainable(s.model)
+    c, flops = s.config, s.costs.flops_now
+    params = count_trainable(s.model) - s.method.zero_weights()  # masked zeros count as gone
     initial = s.costs.initial
     per_step = {k: v / max(s.step, 1) for k, v in s.seconds.items()}
     out: dict[str, Any] = {
         "method": c.method, "dataset": c.dataset, "model": c.model, "width": c.width,
         "steps": s.step, "epochs": s.step / s.spe, "seed": c.seed, **result,
         "params_initial": initial["params"], "params": params,
+        "masked_weights": s.method.zero_weights(),
         "weight_sparsity": 1 - params / initial["params"],
         "inference_flops": flops, "inference_flops_ratio": flops / initial["flops"],
         "wall_seconds": s.elapsed(),
@@ -227,8 +230,13 @@ def make_summary(s: RunState, result: dict[str, float]) -> dict[str, Any]:
         neuron_sparsity=1 - units / initial["units"],
         train_flops_ratio=s.costs.train_flops_ratio(s.step),
         train_flops=3.0 * c.batch_size * s.costs.flops_sum,
+        # what dense hardware executes (masked weights are multiplied all the same)
+        executed_inference_flops_ratio=s.costs.inference_flops_ratio(executed=True),
+        executed_train_flops_ratio=s.costs.train_flops_ratio(s.step, executed=True),
         target=s.method.summary_fields().get("target"), notes=s.notes,
     )  # fmt: skip
+    extra = s.method.summary_fields()  # the method's own entries (masks per layer...)
+    out.update({k: v for k, v in extra.items() if k not in out})
     out["seconds_per_step"] = per_step
     out["train_seconds"], out["eval_seconds"] = train_eval_seconds(out)
     return out

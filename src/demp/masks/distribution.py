@@ -1,0 +1,134 @@
+"""Which weights may be masked, and how many each layer loses for a model-wide target.
+
+The target is a **weight sparsity of the whole model**: the fraction of all trainable
+parameters held at zero, as the structured methods' ``--target-metric weight`` counts it,
+so that every method is compared at the same weight sparsity. The maskable weights are
+the conv / linear weights except, by default, the first layer and the output layer
+(JaxPruner's defaults); their zeros are spread by:
+
+- ``uniform``: every maskable layer at the same sparsity;
+- ``erk``: Erdős-Rényi-Kernel (Evci et al. 2020): density proportional to
+  ``sum(shape) / prod(shape)``, layers that would exceed density 1 kept dense;
+- ``global``: one ranking over all maskable weights (magnitude and SNIP only).
+
+Per-layer counts are rounded by largest remainder, so the total is exact and each layer
+is within one weight of its real-valued share.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..batches import Batch, batch_size, call_model, eval_mode
+from ..errors import DempError
+
+DISTRIBUTIONS = ("uniform", "erk", "global")
+
+
+@dataclass(frozen=True)
+class MaskedLayer:
+    """A maskable weight: the module path, its shape, and its output positions per example."""
+
+    path: str
+    shape: tuple[int, ...]
+    positions: float
+
+    @property
+    def size(self) -> int:
+        """The number of weights."""
+        return math.prod(self.shape)
+
+
+def maskable_layers(model: nn.Module, example: Batch, dense_first_last: bool) -> list[MaskedLayer]:
+    """The conv / linear layers in the order the forward calls them (first and last dense).
+
+    Measured on ``example`` (eval mode, no grad): the call order, and each layer's output
+    positions per example (pixels, tokens) for the FLOPs count.
+    """
+    order: list[tuple[str, nn.Module, float]] = []
+    handles = []
+    for path, module in model.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+
+            def hook(m: nn.Module, _a: tuple, out: object, path: str = path) -> None:
+                if isinstance(out, torch.Tensor) and path not in {p for p, _, _ in order}:
+                    channels = (
+                        out.shape[1] if isinstance(m, nn.modules.conv._ConvNd) else out.shape[-1]
+                    )
+                    order.append((path, m, out.numel() / max(1, int(channels))))
+
+            handles.append(module.register_forward_hook(hook))
+    try:
+        with eval_mode(model), torch.no_grad():
+            call_model(model, example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = batch_size(example)
+    layers = [MaskedLayer(p, tuple(m.weight.shape), pos / n) for p, m, pos in order]
+    if dense_first_last:
+        layers = layers[1:-1]
+    if not layers:
+        raise DempError("no conv / linear weight can be masked in this model")
+    return layers
+
+
+def layer_counts(layers: list[MaskedLayer], zeros: int, distribution: str) -> dict[str, int] | None:
+    """How many weights each layer holds at zero (None for ``global``: one ranking).
+
+    Raises:
+        DempError: An unknown distribution, or more zeros than maskable weights.
+    """
+    if distribution not in DISTRIBUTIONS:
+        raise DempError(
+            f"sparsity distribution must be one of {DISTRIBUTIONS}, got {distribution!r}"
+        )
+    total = sum(layer.size for layer in layers)
+    if zeros > total:
+        raise DempError(
+            f"the target asks for {zeros} zero weights but only {total} can be masked (the "
+            "first and output layers, the norms and biases stay dense)"
+        )
+    if distribution == "global":
+        return None
+    if distribution == "uniform":
+        shares = {layer.path: zeros * layer.size / total for layer in layers}
+    else:
+        shares = _erk_shares(layers, total - zeros)
+    return _round_exactly(shares, zeros, {layer.path: layer.size for layer in layers})
+
+
+def _erk_shares(layers: list[MaskedLayer], keep: int) -> dict[str, float]:
+    """Zeros per layer of the ERK distribution keeping ``keep`` weights in all."""
+    dense: set[str] = set()
+    while True:
+        free = [layer for layer in layers if layer.path not in dense]
+        budget = keep - sum(layer.size for layer in layers if layer.path in dense)
+        raw = {layer.path: sum(layer.shape) / layer.size for layer in free}
+        scale = budget / sum(raw[layer.path] * layer.size for layer in free) if free else 0.0
+        over = {path for path, r in raw.items() if r * scale > 1.0}
+        if not over:
+            break
+        dense |= over
+    return {
+        layer.path: 0.0 if layer.path in dense else layer.size * (1.0 - raw[layer.path] * scale)
+        for layer in layers
+    }
+
+
+def _round_exactly(shares: dict[str, float], zeros: int, sizes: dict[str, int]) -> dict[str, int]:
+    """Round real shares to integers summing to ``zeros`` (largest remainder, within sizes)."""
+    counts = {p: min(sizes[p], math.floor(s)) for p, s in shares.items()}
+    order = sorted(shares, key=lambda p: shares[p] - math.floor(shares[p]), reverse=True)
+    short = zeros - sum(counts.values())
+    for path in order * 2:
+        if short <= 0:
+            break
+        if counts[path] < sizes[path]:
+            counts[path] += 1
+            short -= 1
+    return counts

@@ -1,0 +1,81 @@
+"""``magnitude``: gradual magnitude pruning (Zhu & Gupta 2017), unstructured.
+
+From ``sparse_start`` to ``sparse_end`` (fractions of the run), every ``update_every`` of
+the run, the smallest-magnitude weights are masked up to the cubic schedule's sparsity
+(:func:`demp.masks.cubic_sparsity`), per layer (``uniform`` / ``erk``) or over all maskable
+layers at once (``global``). Masked weights stay masked (their magnitude is zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..masks import cubic_sparsity
+from .base import Method, MethodContext
+from .common import check_target, target_field
+from .registry import register_method
+from .unstructured import (
+    MaskedMethod,
+    check_fraction,
+    dense_first_last_field,
+    distribution_field,
+    fraction_field,
+)
+
+
+@dataclass(frozen=True)
+class MagnitudeOptions:
+    """Options of gradual magnitude pruning."""
+
+    target: float = target_field()
+    distribution: str = distribution_field("uniform")
+    dense_first_last: bool = dense_first_last_field()
+    sparse_start: float = fraction_field(0.1, "magnitude: start of the cubic schedule (run frac)")
+    sparse_end: float = fraction_field(0.75, "end of the cubic schedule / of mask updates")
+    update_every: float = fraction_field(0.02, "steps between mask updates (run fraction)")
+
+    def __post_init__(self) -> None:
+        check_target(self.target, "weight")
+        check_fraction("sparse_start", self.sparse_start)
+        check_fraction("sparse_end", self.sparse_end, self.sparse_start)
+        check_fraction("update_every", self.update_every, 1e-9)
+
+
+class Magnitude(MaskedMethod):
+    """Mask the smallest weights along the cubic schedule."""
+
+    def __init__(self, options: MagnitudeOptions, ctx: MethodContext) -> None:
+        super().__init__(options.target, options.distribution, options.dense_first_last, ctx)
+        total = ctx.total_steps
+        self.start_step = round(options.sparse_start * total)
+        self.end_step = max(self.start_step, round(options.sparse_end * total))
+        self.every = max(1, round(options.update_every * total))
+
+    def sparsity_at(self, step: int) -> float:
+        """The schedule's weight sparsity after ``step`` steps."""
+        return cubic_sparsity(step, self.start_step, self.end_step, self.target)
+
+    def update(self, ctx: MethodContext, step: int) -> bool:
+        """Mask up to the schedule's sparsity at every update step of the schedule."""
+        due = step >= self.start_step and (step - self.start_step) % self.every == 0
+        if not (due and step <= self.end_step) and step != self.end_step:
+            return False
+        sparsity = self.sparsity_at(step)
+        scores = {}
+        for layer in self.masks.layers:
+            weight = ctx.model.get_submodule(layer.path).weight.detach().abs()
+            kept = self.masks.kept[layer.path]
+            scores[layer.path] = torch.where(kept, weight, torch.full_like(weight, -1.0))
+        self.masks.mask_lowest(scores, self.counts(sparsity), self.zeros_for(sparsity))
+        return True
+
+
+@register_method(
+    "magnitude", options=MagnitudeOptions, family="unstructured",
+    summary="gradual magnitude pruning (Zhu & Gupta), unstructured masks",
+)  # fmt: skip
+def magnitude(options: MagnitudeOptions, ctx: MethodContext) -> Method:
+    """Gradual magnitude pruning."""
+    return Magnitude(options, ctx)
