@@ -129,6 +129,32 @@ def test_long_preset_matches_every_method_at_each_weight_level():
         Preset("x", {}, demp_strengths=(0.5,), targets=(), seeds=(0,), demp_targets=(0.5,))
 
 
+def test_a_preset_can_include_the_unstructured_group():
+    runs = PRESETS["long"].runs(include=("unstructured",))
+    assert len(runs) == 3 * (1 + 6 * 4 + 4 * 4)
+    masked = [(n, o) for n, o in runs if o["method"] in ("magnitude", "snip", "set", "rigl")]
+    assert {n for n, _ in masked} >= {"magnitude-0.7-s0", "rigl-0.95-s2", "snip-0.8-s1"}
+    for _, opts in masked:
+        assert TrainConfig.from_dict(opts).method_config().target in (0.7, 0.8, 0.9, 0.95)
+    with pytest.raises(demp.DempError, match="unknown group"):
+        PRESETS["long"].runs(include=("sparse",))
+
+
+def test_quick_preset_with_the_unstructured_group_reports_executed_flops(tmp_path):
+    out = tmp_path / "bench"
+    args = ["bench", "--preset", "quick", "--out", str(out), "--no-progress"]
+    assert main([*args, "--include", "unstructured"]) == 0
+    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
+    for method in ("magnitude", "snip", "set", "rigl"):
+        assert abs(float(rows[method]["weight_sparsity"]) - 0.5) < 1e-3
+        assert float(rows[method]["executed_inference_flops_ratio"]) == 1.0
+        assert float(rows[method]["inference_flops_ratio"]) < 1.0
+    snap = rows["snap"]  # a structured cut runs what it counts
+    assert snap["executed_inference_flops_ratio"] == snap["inference_flops_ratio"]
+    text = (out / "results.md").read_text()
+    assert "inference FLOPs on dense hardware" in text
+
+
 def test_runs_side_by_side_in_their_own_processes_until_the_deadline(tmp_path):
     options = {"dataset": "synthetic", "train_size": 64, "test_size": 32, "model": "mlp",
                "method": "dense", "steps": 4, "batch_size": 16}  # fmt: skip
@@ -168,3 +194,7 @@ def test_matched_table_reads_demp_against_the_best_baseline():
     assert both.endswith("not matched: DemP and snap short of the level |")
     alone = matched([agg("demp", 0.7, 0.85, 0.0, 0.7, seeds=1), agg("snap", 0.7, 0.87, 0.0, 0.7)])
     assert alone.endswith("| -2.00 | one seed: no spread to read it against |")
+    # each family is compared apart: the masks are not the structured baselines
+    mixed = [*rows, agg("rigl", 0.8, 0.880, 0.002, 0.80)]
+    assert matched(mixed).splitlines()[2] == lines[0]
+    assert "| rigl: 0.8800 ± 0.0020 (80.0%) | -1.00 | behind |" in matched(mixed, "unstructured")

@@ -27,6 +27,7 @@ from ...methods import method_names
 # every registered structured method other than the dense reference and DemP is a baseline
 BASELINE_METHODS = tuple(m for m in method_names("structured") if m not in ("dense", "demp"))
 UNSTRUCTURED_METHODS = method_names("unstructured")  # masks: a group a sweep may include
+GROUPS = {"unstructured": UNSTRUCTURED_METHODS}
 
 
 LONG_LEVELS = (0.7, 0.8, 0.9, 0.95)
@@ -65,11 +66,23 @@ class Preset:
         if both:
             raise DempError(f"preset {self.name}: DemP strengths and targets share {both}")
 
-    def runs(self) -> list[tuple[str, dict[str, Any]]]:
-        """(run name, option dict) for every run of the sweep, dense first."""
+    def runs(self, include: tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+        """(run name, option dict) for every run of the sweep, dense first.
+
+        Args:
+            include: Groups of :data:`GROUPS` added to the preset's methods, at its targets
+                (``"unstructured"``: the masks, whose targets are weight sparsities).
+
+        Raises:
+            DempError: An unknown group.
+        """
+        unknown = set(include) - set(GROUPS)
+        if unknown:
+            raise DempError(f"unknown group(s) {sorted(unknown)}; choose from {sorted(GROUPS)}")
+        methods = [*self.methods, *(m for g in include for m in GROUPS[g])]
         out = []
         for seed in self.seeds:
-            for method in self.methods:
+            for method in methods:
                 if method == "dense":
                     out.append((f"dense-s{seed}", self._options("dense", seed)))
                 elif method == "demp":

@@ -7,12 +7,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ...methods import method_names
 from ..harness.timing import train_eval_seconds
 
 FIELDS = (
     "run", "method", "level", "seed", "test_acc", "neuron_sparsity", "weight_sparsity",
     "train_seconds", "eval_seconds", "wall_seconds", "time_ratio", "train_flops_ratio",
-    "inference_flops_ratio",
+    "inference_flops_ratio", "executed_inference_flops_ratio",
 )  # fmt: skip
 PLOT = "accuracy_vs_sparsity.png"
 
@@ -27,6 +28,8 @@ def collect(run_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for run in run_rows:
         row = {key: run.get(key) for key in FIELDS if key != "time_ratio"}
         row["train_seconds"], row["eval_seconds"] = train_eval_seconds(run)
+        if row["executed_inference_flops_ratio"] is None:  # runs from before masks existed
+            row["executed_inference_flops_ratio"] = row["inference_flops_ratio"]
         rows.append(row)
     dense = [r["train_seconds"] for r in rows if r["method"] == "dense" and r["train_seconds"]]
     base = statistics.mean(dense) if dense else None
@@ -48,7 +51,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
                "ws_std": _std([r["weight_sparsity"] for r in items])}  # fmt: skip
         for key in ("neuron_sparsity", "weight_sparsity", "time_ratio", "train_flops_ratio",
-                    "inference_flops_ratio"):  # fmt: skip
+                    "inference_flops_ratio", "executed_inference_flops_ratio"):  # fmt: skip
             values = [r[key] for r in items if r[key] is not None]
             agg[key] = statistics.mean(values) if values else None
         out.append(agg)
@@ -60,8 +63,8 @@ def _std(values: list[Any]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
-def matched(agg: list[dict[str, Any]]) -> str:
-    """DemP against the best baseline at each level both were run at (Markdown).
+def matched(agg: list[dict[str, Any]], family: str = "structured") -> str:
+    """DemP against the best baseline of a family at each level both were run at (Markdown).
 
     The difference is DemP's mean accuracy minus the best baseline's; it counts as
     "level" when it is within the sum of the two seed standard deviations (not read with
@@ -72,9 +75,10 @@ def matched(agg: list[dict[str, Any]]) -> str:
     ``target_metric="weight"``).
     """
     demp = {a["level"]: a for a in agg if a["method"] == "demp"}
+    pool = set(method_names(family)) - {"demp", "dense"}
     rows = []
     for level, ours in demp.items():
-        others = [a for a in agg if a["level"] == level and a["method"] not in ("demp", "dense")]
+        others = [a for a in agg if a["level"] == level and a["method"] in pool]
         if not others:
             continue
         best = max(others, key=lambda a: a["acc_mean"])
@@ -116,9 +120,9 @@ def markdown(agg: list[dict[str, Any]]) -> str:
     head = (
         "| method | lambda / target | seeds | test acc (mean ± std) | neuron sparsity "
         "| weight sparsity (± sd) | training time vs dense | train FLOPs vs dense "
-        "| inference FLOPs |"
+        "| inference FLOPs | inference FLOPs on dense hardware |"
     )
-    lines = [head, "|" + "---|" * 9]
+    lines = [head, "|" + "---|" * 10]
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
     for a in agg:
         level = "" if a["level"] is None else f"{a['level']:g}"
@@ -126,7 +130,8 @@ def markdown(agg: list[dict[str, Any]]) -> str:
             f"| {a['method']} | {level} | {a['seeds']} | {a['acc_mean']:.4f} ± {a['acc_std']:.4f} "
             f"| {fmt(a['neuron_sparsity'], '.1%')} | {_weight_sparsity(a)} "
             f"| {fmt(a['time_ratio'], '.2f')} | {fmt(a['train_flops_ratio'], '.2f')} "
-            f"| {fmt(a['inference_flops_ratio'], '.2f')} |"
+            f"| {fmt(a['inference_flops_ratio'], '.2f')} "
+            f"| {fmt(a['executed_inference_flops_ratio'], '.2f')} |"
         )
     return "\n".join(lines)
 
@@ -146,8 +151,11 @@ def write_results(out: Path, run_rows: list[dict[str, Any]], title: str) -> str:
         writer.writerows(rows)
     agg = aggregate(rows)
     table = markdown(agg)
-    versus = matched(agg)
-    versus = f"## DemP against the best baseline, level by level\n\n{versus}\n\n" if versus else ""
+    versus = ""
+    for family, title in (("structured", "baseline"), ("unstructured", "unstructured method")):
+        table_ = matched(agg, family)
+        if table_:
+            versus += f"## DemP against the best {title}, level by level\n\n{table_}\n\n"
     (out / "results.md").write_text(
         f"# {title}\n\n{table}\n\n{versus}![accuracy vs sparsity]({PLOT})\n\n"
         f"One row per run: [runs.csv](runs.csv).\n"

@@ -34,6 +34,7 @@ def run_bench(
     jobs: int = 1,
     threads: int | None = None,
     deadline: float | None = None,
+    include: tuple[str, ...] = (),
 ) -> str:
     """Train every run of a preset into ``out/runs/<run>`` and write the results at the top.
 
@@ -46,6 +47,7 @@ def run_bench(
         threads: Torch threads per run (None: torch's default).
         deadline: Seconds after which no new run is started; the results then cover the
             finished runs, and a restart trains the rest.
+        include: Method groups added to the preset (``"unstructured"``), same folder.
 
     Returns:
         The Markdown results table.
@@ -53,7 +55,7 @@ def run_bench(
     if jobs < 1 or (threads is not None and threads < 1):
         raise DempError(f"jobs and threads must be >= 1, got {jobs} and {threads}")
     preset = get_preset(preset_name)
-    runs = preset.runs()
+    runs = preset.runs(include)
     if data_dir is not None:
         runs = [(name, {**opts, "data_dir": str(data_dir)}) for name, opts in runs]
     configs = [(name, TrainConfig.from_dict(opts)) for name, opts in runs]  # validate all first

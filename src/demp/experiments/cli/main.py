@@ -10,7 +10,7 @@ from typing import Any
 
 from ...errors import DempError
 from ..analysis import ANALYSES
-from ..bench.presets import PRESETS
+from ..bench.presets import GROUPS, PRESETS
 from .launch import launch, launch_needed
 from .options import add_train_options, overrides_from_args
 
@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-progress", action="store_true")
     bench.add_argument("--jobs", type=int, default=1, help="runs side by side (own processes)")
     bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    bench.add_argument(
+        "--include",
+        nargs="+",
+        default=[],
+        choices=tuple(GROUPS),
+        help="method groups added to the preset (at its targets)",
+    )
     bench.add_argument("--deadline", type=float, default=None,
                        help="seconds after which no new run is started")  # fmt: skip
 
@@ -95,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 
             out = args.out or Path(f"runs/bench-{args.preset}")
             table = run_bench(args.preset, out, args.data_dir, not args.no_progress,
-                              args.jobs, args.threads, args.deadline)  # fmt: skip
+                              args.jobs, args.threads, args.deadline,
+                              tuple(args.include))  # fmt: skip
             print(table)
             print(f"\nresults: {out / 'results.md'}, {out / 'results.csv'}")
             return 0
