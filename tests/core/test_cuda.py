@@ -119,3 +119,59 @@ def test_an_interrupted_harness_run_on_cuda_resumes_from_its_checkpoint(tmp_path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 48 and 0 <= summary["test_acc"] <= 1
     assert (out / "checkpoint" / "model.safetensors").exists()
+
+
+def test_a_chunked_group_is_cut_exactly_on_cuda():
+    from nets import ChunkNet
+
+    torch.manual_seed(0)
+    model = ChunkNet(c=6, parts=2).double().to(CUDA)
+    x = torch.randn(16, 3, 8, 8, dtype=torch.float64, device=CUDA)
+    structure = demp.build_checked_structure(model, x[:2])
+    assert structure.groups["stem"].parts == 2
+    with torch.no_grad():  # unit 1: channel 1 of each half
+        model.bn.weight[[1, 7]] = 0.0
+        model.bn.bias[[1, 7]] = -1.0
+    before = eval_out(model, x)
+    dead = demp.find_dead(model, x, structure=structure)
+    demp.remove_units(model, dead)
+    assert model.stem.out_channels == 10
+    assert (eval_out(model, x) - before).abs().max().item() <= 1e-10
+
+
+UNSTRUCTURED = ["train", "--dataset", "synthetic", "--train-size", "256", "--test-size", "64",
+                "--batch-size", "32", "--model", "resnet18", "--width", "0.125", "--steps",
+                "40", "--score-batches", "2", "--target", "0.6", "--device", "cuda",
+                "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["magnitude", "snip", "set", "rigl"])
+def test_unstructured_methods_hold_their_masks_on_cuda(method, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / method
+    assert main([*UNSTRUCTURED, "--method", method, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert abs(summary["weight_sparsity"] - 0.6) <= 1 / summary["params_initial"]
+    masks = load_file(out / "baseline.safetensors")
+    weights = load_file(out / "checkpoint" / "model.safetensors")
+    for key, kept in masks.items():
+        assert bool((weights[key.removeprefix("mask.") + ".weight"][~kept] == 0).all())
+
+
+def test_a_rigl_run_on_cuda_resumes_bit_identically(tmp_path, interrupt_at, monkeypatch):
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)  # no atomics in conv
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    args = [*UNSTRUCTURED, "--method", "rigl"]
+    assert main([*args, "--out", str(straight)]) == 0
+    disarm = interrupt_at(21)
+    assert main([*args, "--out", str(cut)]) == 130
+    disarm()
+    assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
+    for name in ("baseline.safetensors", "checkpoint/model.safetensors"):
+        a, b = load_file(straight / name), load_file(cut / name)
+        assert all(torch.equal(a[k], b[k]) for k in a)
