@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS = [
     ("demp.errors", "demp.schedules"),
     ("demp.batches", "demp.accounting"),
-    ("demp.ops",),
+    ("demp.ops", "demp.masks"),
     ("demp.structure",),
     ("demp.death",),
     ("demp.surgery",),

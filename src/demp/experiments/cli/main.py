@@ -45,22 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     report.add_argument("--out", type=Path, help="folder of report.md/png (default: next to runs)")
 
-    bench = sub.add_parser("bench", help="DemP vs the baselines: a sweep of runs and a table")
-    bench.add_argument("--preset", choices=tuple(PRESETS), default="quick")
-    bench.add_argument("--out", type=Path, default=None, help="default: runs/bench-<preset>")
-    bench.add_argument("--data-dir", type=Path, default=None)
-    bench.add_argument("--no-progress", action="store_true")
-    bench.add_argument("--jobs", type=int, default=1, help="runs side by side (own processes)")
-    bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
-    bench.add_argument(
-        "--include",
-        nargs="+",
-        default=[],
-        choices=tuple(GROUPS),
-        help="method groups added to the preset (at its targets)",
-    )
-    bench.add_argument("--deadline", type=float, default=None,
-                       help="seconds after which no new run is started")  # fmt: skip
+    _add_bench(sub)
 
     analyze = sub.add_parser("analyze", help="the paper's neuron-death analyses (JSON + PNG)")
     analyze.add_argument("name", choices=(*ANALYSES, "all"), help="which analysis")
@@ -82,6 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
                       help="DemP's target weight sparsity (a controller sets lambda)")  # fmt: skip
     demo.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    """The ``demp bench`` subcommand's options."""
+    bench = sub.add_parser("bench", help="DemP vs the baselines: a sweep of runs and a table")
+    bench.add_argument("--preset", choices=tuple(PRESETS), default="quick")
+    bench.add_argument("--out", type=Path, default=None, help="default: runs/bench-<preset>")
+    bench.add_argument("--data-dir", type=Path, default=None)
+    bench.add_argument("--no-progress", action="store_true")
+    bench.add_argument("--jobs", type=int, default=1, help="runs side by side (own processes)")
+    bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    bench.add_argument(
+        "--include",
+        nargs="+",
+        default=[],
+        choices=tuple(GROUPS),
+        help="method groups added to the preset (at its targets)",
+    )
+    bench.add_argument("--deadline", type=float, default=None,
+                       help="seconds after which no new run is started")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
