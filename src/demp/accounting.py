@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,38 @@ def forward_flops(model: nn.Module, example: Batch) -> float:
     with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
         call_model(model, example)
     return counter.get_total_flops() / batch_size(example)
+
+
+def output_positions(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    example: Batch,
+    channel_dim: Callable[[nn.Module], int],
+) -> dict[str, float]:
+    """Return each module's output positions per example (pixels, tokens), in call order.
+
+    A module's output of shape ``(N, C, H, W)`` has ``H * W`` positions per example (``C``
+    along ``channel_dim(module)``). Measured at each module's first call, in eval mode
+    under ``no_grad``; modules the forward does not call are left out.
+    """
+    found: dict[str, float] = {}
+    handles = []
+    for path, module in modules.items():
+
+        def hook(mod: nn.Module, _args: tuple, out: object, path: str = path) -> None:
+            if isinstance(out, torch.Tensor) and path not in found:
+                channels = out.shape[channel_dim(mod)] if out.dim() else 1
+                found[path] = out.numel() / max(1, int(channels))
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with eval_mode(model), torch.no_grad():
+            call_model(model, example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = batch_size(example)
+    return {path: count / n for path, count in found.items()}
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from torch import nn
+from torch.nn.modules.conv import _ConvNd
 
-from ..batches import Batch, batch_size, call_model, eval_mode
+from ..accounting import output_positions
+from ..batches import Batch
 from ..errors import DempError
 
 DISTRIBUTIONS = ("uniform", "erk", "global")
@@ -49,27 +50,18 @@ def maskable_layers(model: nn.Module, example: Batch, dense_first_last: bool) ->
     Measured on ``example`` (eval mode, no grad): the call order, and each layer's output
     positions per example (pixels, tokens) for the FLOPs count.
     """
-    order: list[tuple[str, nn.Module, float]] = []
-    handles = []
-    for path, module in model.named_modules():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-
-            def hook(m: nn.Module, _a: tuple, out: object, path: str = path) -> None:
-                if isinstance(out, torch.Tensor) and path not in {p for p, _, _ in order}:
-                    channels = (
-                        out.shape[1] if isinstance(m, nn.modules.conv._ConvNd) else out.shape[-1]
-                    )
-                    order.append((path, m, out.numel() / max(1, int(channels))))
-
-            handles.append(module.register_forward_hook(hook))
-    try:
-        with eval_mode(model), torch.no_grad():
-            call_model(model, example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    n = batch_size(example)
-    layers = [MaskedLayer(p, tuple(m.weight.shape), pos / n) for p, m, pos in order]
+    convs_and_linears = {
+        path: m
+        for path, m in model.named_modules()
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+    }
+    positions = output_positions(
+        model, convs_and_linears, example, lambda m: 1 if isinstance(m, _ConvNd) else -1
+    )  # in call order
+    layers = [
+        MaskedLayer(p, tuple(convs_and_linears[p].weight.shape), pos)
+        for p, pos in positions.items()
+    ]
     if dense_first_last:
         layers = layers[1:-1]
     if not layers:

@@ -18,33 +18,26 @@ import torch
 
 from ..masks import cosine_fraction
 from .base import MethodContext
-from .common import check_target, target_field
 from .unstructured import (
     MaskedMethod,
+    MaskOptions,
     check_fraction,
-    dense_first_last_field,
     distribution_field,
     fraction_field,
 )
 
 
 @dataclass(frozen=True)
-class DynamicOptions:
+class DynamicOptions(MaskOptions):
     """Options of SET and RigL."""
 
-    target: float = target_field()
     distribution: str = distribution_field("erk")
-    dense_first_last: bool = dense_first_last_field()
-    sparse_end: float = fraction_field(0.75, "end of the cubic schedule / of mask updates")
-    update_every: float = fraction_field(0.02, "steps between mask updates (run fraction)")
     drop_fraction: float = fraction_field(0.3, "set/rigl: fraction moved at the first update")
 
     def __post_init__(self) -> None:
-        check_target(self.target, "weight")
+        super().__post_init__()
         if self.distribution == "global":
             raise ValueError("set / rigl keep a number of zeros per layer: use uniform or erk")
-        check_fraction("sparse_end", self.sparse_end)
-        check_fraction("update_every", self.update_every, 1e-9)
         check_fraction("drop_fraction", self.drop_fraction)
 
 

@@ -14,33 +14,19 @@ import torch
 
 from ..masks import cubic_sparsity
 from .base import Method, MethodContext
-from .common import check_target, target_field
 from .registry import register_method
-from .unstructured import (
-    MaskedMethod,
-    check_fraction,
-    dense_first_last_field,
-    distribution_field,
-    fraction_field,
-)
+from .unstructured import MaskedMethod, MaskOptions, check_fraction, fraction_field
 
 
 @dataclass(frozen=True)
-class MagnitudeOptions:
+class MagnitudeOptions(MaskOptions):
     """Options of gradual magnitude pruning."""
 
-    target: float = target_field()
-    distribution: str = distribution_field("uniform")
-    dense_first_last: bool = dense_first_last_field()
     sparse_start: float = fraction_field(0.1, "magnitude: start of the cubic schedule (run frac)")
-    sparse_end: float = fraction_field(0.75, "end of the cubic schedule / of mask updates")
-    update_every: float = fraction_field(0.02, "steps between mask updates (run fraction)")
 
     def __post_init__(self) -> None:
-        check_target(self.target, "weight")
-        check_fraction("sparse_start", self.sparse_start)
-        check_fraction("sparse_end", self.sparse_end, self.sparse_start)
-        check_fraction("update_every", self.update_every, 1e-9)
+        super().__post_init__()
+        check_fraction("sparse_start", self.sparse_start, 0.0, self.sparse_end)
 
 
 class Magnitude(MaskedMethod):

@@ -10,7 +10,7 @@ dense hardware runs these models at full cost.
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from ..accounting import count_trainable
 from ..batches import take
 from ..masks import WeightMasks, layer_counts, maskable_layers
 from .base import Method, MethodContext
+from .common import check_target, target_field
 
 
 def distribution_field(default: str) -> Any:
@@ -48,6 +49,22 @@ def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0)
     """A run fraction must lie in ``[low, high]``."""
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+@dataclass(frozen=True)
+class MaskOptions:
+    """Options every unstructured method shares (each sets its own defaults)."""
+
+    target: float = target_field()
+    distribution: str = distribution_field("uniform")
+    dense_first_last: bool = dense_first_last_field()
+    sparse_end: float = fraction_field(0.75, "end of the cubic schedule / of mask updates")
+    update_every: float = fraction_field(0.02, "steps between mask updates (run fraction)")
+
+    def __post_init__(self) -> None:
+        check_target(self.target, "weight")
+        check_fraction("sparse_end", self.sparse_end)
+        check_fraction("update_every", self.update_every, 1e-9)
 
 
 class MaskedMethod(Method):

@@ -26,7 +26,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..batches import Batch, batch_size, call_model, eval_mode
+from ..accounting import output_positions as layer_positions
+from ..batches import Batch
 from ..ops.rules import feature_dim, tensors_on_side
 from .groups import Structure, module_cuts
 
@@ -123,24 +124,9 @@ def output_positions(model: nn.Module, structure: Structure, example: Batch) -> 
         for slot in group.slots
         if slot.role in ("producer", "consumer", "depthwise")
     }
-    found: dict[str, float] = {}
-    handles = []
-    for path in sorted(paths):
-        module = model.get_submodule(path)
-        if not isinstance(getattr(module, "weight", None), torch.Tensor):
-            continue
-
-        def hook(mod: nn.Module, _args: tuple, out: object, path: str = path) -> None:
-            if isinstance(out, torch.Tensor) and path not in found:
-                channels = out.shape[feature_dim(mod, structure.rules)] if out.dim() else 1
-                found[path] = out.numel() / max(1, int(channels))
-
-        handles.append(module.register_forward_hook(hook))
-    try:
-        with eval_mode(model), torch.no_grad():
-            call_model(model, example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    n = batch_size(example)
-    return {path: count / n for path, count in found.items()}
+    modules = {
+        path: model.get_submodule(path)
+        for path in sorted(paths)
+        if isinstance(getattr(model.get_submodule(path), "weight", None), torch.Tensor)
+    }
+    return layer_positions(model, modules, example, lambda m: feature_dim(m, structure.rules))
