@@ -36,6 +36,7 @@ def test_quick_preset_runs_every_method_and_skips_finished_runs(tmp_path, capsys
     table = (out / "results.md").read_text()
     assert "| snap | 0.5 | 1 |" in table and "| demp | 0.05 | 1 |" in table
     assert "inference FLOPs on dense hardware" in table
+    assert table.startswith("# demp bench quick\n")
     assert (out / "accuracy_vs_sparsity.png").read_bytes()[:4] == b"\x89PNG"
     # layout: aggregated files at the top, one folder per run under runs/
     assert sorted(p.name for p in out.iterdir()) == [

@@ -152,10 +152,10 @@ def write_results(out: Path, run_rows: list[dict[str, Any]], title: str) -> str:
     agg = aggregate(rows)
     table = markdown(agg)
     versus = ""
-    for family, title in (("structured", "baseline"), ("unstructured", "unstructured method")):
-        table_ = matched(agg, family)
-        if table_:
-            versus += f"## DemP against the best {title}, level by level\n\n{table_}\n\n"
+    for family, rival in (("structured", "baseline"), ("unstructured", "unstructured method")):
+        rows_ = matched(agg, family)
+        if rows_:
+            versus += f"## DemP against the best {rival}, level by level\n\n{rows_}\n\n"
     (out / "results.md").write_text(
         f"# {title}\n\n{table}\n\n{versus}![accuracy vs sparsity]({PLOT})\n\n"
         f"One row per run: [runs.csv](runs.csv).\n"
