@@ -21,10 +21,11 @@ BASE = ["--dataset", "synthetic", "--train-size", "256", "--test-size", "64", "-
 
 @pytest.mark.parametrize("method", method_names("unstructured"))
 @pytest.mark.parametrize("target", [0.3, 0.8])
-def test_unstructured_method_reaches_its_weight_target(method, target, tmp_path):
+def test_unstructured_method_reaches_its_weight_target(method, target, tmp_path, capsys):
     out = tmp_path / method
     assert main(["train", *BASE, "--method", method, "--target", str(target),
                  "--out", str(out)]) == 0  # fmt: skip
+    assert "with sparse kernels (1.000 on dense hardware)" in capsys.readouterr().out
     s = json.loads((out / "summary.json").read_text())
     layers = s["masked_per_layer"]
     zeros = round(target * s["params_initial"])

@@ -155,11 +155,17 @@ def _train(args: argparse.Namespace) -> int:
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
     if not summary:  # not rank 0, or stopped before the end
         return
+    executed = summary.get("executed_train_flops_ratio", summary["train_flops_ratio"])
+    masked = (
+        f" with sparse kernels ({executed:.3f} on dense hardware)"
+        if summary.get("masked_weights")
+        else ""
+    )
     print(
         f"{summary['method']} {summary['model']} on {summary['dataset']}: "
         f"test acc {summary['test_acc']:.4f}, neuron sparsity {summary['neuron_sparsity']:.1%}, "
         f"weight sparsity {summary['weight_sparsity']:.1%}, train FLOPs ratio "
-        f"{summary['train_flops_ratio']:.3f}, training {summary['train_seconds']:.0f} s "
+        f"{summary['train_flops_ratio']:.3f}{masked}, training {summary['train_seconds']:.0f} s "
         f"(+ evaluation {summary['eval_seconds']:.0f} s) -> {out}"
     )
 
