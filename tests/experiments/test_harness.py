@@ -88,14 +88,19 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, interrupt_at):
 
 
 def test_report_compares_two_runs(tmp_path, capsys):
-    for method in ("dense", "demp"):
-        assert train("--model", "mlp", "--method", method, "--steps", 16, "--out",
+    for method in ("dense", "demp", "magnitude"):
+        # the MLP's two layers are its first and its output layer: mask them too
+        extra = ("--dense-first-last", "false") if method == "magnitude" else ()
+        assert train("--model", "mlp", "--method", method, "--steps", 16, *extra, "--out",
                      tmp_path / method) == 0  # fmt: skip
     capsys.readouterr()
-    assert main(["report", str(tmp_path / "dense"), str(tmp_path / "demp"), "--out",
-                 str(tmp_path / "rep")]) == 0  # fmt: skip
+    assert main(["report", str(tmp_path / "dense"), str(tmp_path / "demp"),
+                 str(tmp_path / "magnitude"), "--out", str(tmp_path / "rep")]) == 0  # fmt: skip
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| dense | dense |" in text and "| demp | demp (lambda 0.001) |" in text
+    masked = next(line for line in text.splitlines() if line.startswith("| magnitude |"))
+    cells = [c.strip() for c in masked.strip("|").split("|")]
+    assert float(cells[6]) < 1.0 and cells[7] == "1.000"  # sparse count, dense hardware
     assert "1.00x" in text  # the dense run against itself
     assert (tmp_path / "rep" / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["report", str(tmp_path / "nothing")]) == 2
