@@ -143,11 +143,9 @@ class CostLedger:
             "executed_flops_sum": self.executed_sum,
         }
 
-    def load_state_dict(
-        self, state: dict[str, Any], model: nn.Module, skipped: float = 0.0
-    ) -> None:
+    def load_state_dict(self, state: dict[str, Any], model: nn.Module) -> None:
         """Restore :meth:`state_dict` and measure the (reloaded) model."""
         self.initial = dict(state["initial"])
         self.flops_sum = float(state["train_flops_sum"])
         self.executed_sum = float(state.get("executed_flops_sum", self.flops_sum))
-        self.remeasure(model, skipped)
+        self.remeasure(model)

@@ -117,7 +117,7 @@ def _round_exactly(shares: dict[str, float], zeros: int, sizes: dict[str, int]) 
     counts = {p: min(sizes[p], math.floor(s)) for p, s in shares.items()}
     order = sorted(shares, key=lambda p: shares[p] - math.floor(shares[p]), reverse=True)
     short = zeros - sum(counts.values())
-    for path in order * 2:
+    for path in order:  # the remainders add up to what is short, each under 1
         if short <= 0:
             break
         if counts[path] < sizes[path]:

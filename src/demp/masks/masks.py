@@ -86,12 +86,12 @@ class WeightMasks:
         """Zero every masked weight and its optimizer state entries shaped like it."""
         for path, kept in self.kept.items():
             weight = _weight(model, path)
-            weight.mul_(kept.to(weight.dtype))
+            weight.mul_(kept)  # a bool mask: no float copy per step
             if optimizer is None or weight not in optimizer.state:
                 continue
             for value in optimizer.state[weight].values():
                 if isinstance(value, torch.Tensor) and value.shape == weight.shape:
-                    value.mul_(kept.to(value.dtype))
+                    value.mul_(kept)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@ run's seed and the step, so every rank and every resume draws the same.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ class DynamicOptions(MaskOptions):
         check_fraction("drop_fraction", self.drop_fraction)
 
 
-class DynamicSparse(MaskedMethod):
+class DynamicSparse(MaskedMethod, abc.ABC):
     """Drop the smallest active weights and grow as many by :meth:`grow_scores`."""
 
     def __init__(self, options: DynamicOptions, ctx: MethodContext) -> None:
@@ -84,11 +85,11 @@ class DynamicSparse(MaskedMethod):
         self.moved.append({"step": step, "fraction": fraction, "moved": moved})
         return moved > 0
 
+    @abc.abstractmethod
     def grow_scores(
         self, ctx: MethodContext, path: str, weight: torch.Tensor, g: torch.Generator
     ) -> torch.Tensor:
         """Scores of the inactive weights; the highest are grown (SET: random, RigL: |grad|)."""
-        raise NotImplementedError
 
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
         """The masks, the seed of the draws and the moves so far."""

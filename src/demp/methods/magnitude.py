@@ -45,8 +45,8 @@ class Magnitude(MaskedMethod):
 
     def update(self, ctx: MethodContext, step: int) -> bool:
         """Mask up to the schedule's sparsity at every update step of the schedule."""
-        due = step >= self.start_step and (step - self.start_step) % self.every == 0
-        if not (due and step <= self.end_step) and step != self.end_step:
+        due = (step - self.start_step) % self.every == 0 or step == self.end_step
+        if not self.start_step <= step <= self.end_step or not due:
             return False
         sparsity = self.sparsity_at(step)
         scores = {}

@@ -105,9 +105,8 @@ def split_parts(item: Any) -> list[int] | None:
         item: Torch-Pruning's group item on the split node (its ``idxs`` and ``root_idxs``).
     """
     fn = item.dep.target.grad_fn
-    sizes = getattr(fn, "_saved_self_sym_sizes", None)
     parts = _part_sizes(fn)
-    if sizes is None or parts is None or list(item.idxs) != list(item.root_idxs):
+    if parts is None or list(item.idxs) != list(item.root_idxs):
         return None
     return parts if sum(parts) == len(item.root_idxs) else None
 

@@ -148,3 +148,26 @@ def test_masked_weights_and_adam_moments_stay_zero_over_many_steps():
         for key in ("exp_avg", "exp_avg_sq"):
             assert bool((opt.state[weight][key][gone] == 0).all())
     assert masks.zeros() == 600
+
+
+def test_magnitude_masks_follow_the_cubic_schedule_at_its_update_steps():
+    from demp.methods import MethodContext
+    from demp.methods.magnitude import Magnitude, MagnitudeOptions
+
+    torch.manual_seed(0)
+    model = VGG((8, 16), size=8, hidden=12, out=5)
+    opt = torch.optim.Adam(model.parameters())
+    ctx = MethodContext(model, opt, 100, 10, torch.randn(4, 3, 8, 8), 4)
+    options = MagnitudeOptions(target=0.6, sparse_start=0.1, sparse_end=0.55, update_every=0.1)
+    method = Magnitude(options, ctx)  # updates at steps 10, 20, ..., 50 and at the end, 55
+    method.before_training(ctx)
+    for step in range(1, 101):
+        zeros = method.masks.zeros()
+        changed = method.update(ctx, step)
+        assert changed == (step in (10, 20, 30, 40, 50, 55))
+        if changed:
+            expected = round(cubic_sparsity(step, 10, 55, 0.6) * method.params)
+            assert method.masks.zeros() == expected >= zeros
+        else:
+            assert method.masks.zeros() == zeros
+    assert method.masks.zeros() == round(0.6 * method.params)
