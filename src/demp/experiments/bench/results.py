@@ -165,22 +165,30 @@ def write_results(out: Path, run_rows: list[dict[str, Any]], title: str) -> str:
 
 
 def _plot(agg: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Accuracy against neuron and weight sparsity (masks: dotted, weight panel only)."""
     from ..reports.plots import _save, pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    masks = set(method_names("unstructured"))
     methods = list(dict.fromkeys(a["method"] for a in agg))
     for ax, key in zip(axes, ("neuron_sparsity", "weight_sparsity"), strict=True):
         for method in methods:
+            if method in masks and key == "neuron_sparsity":
+                continue
             points = sorted((a for a in agg if a["method"] == method), key=lambda a: a[key])
             if method == "dense":
                 for a in points:
                     ax.axhline(a["acc_mean"], color="gray", linestyle="--", label="dense")
                 continue
             xs, ys = [a[key] for a in points], [a["acc_mean"] for a in points]
+            style = {"linestyle": ":", "marker": "s"} if method in masks else {"marker": "o"}
             errors = [a["acc_std"] for a in points]
-            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=method)
+            ax.errorbar(xs, ys, yerr=errors, capsize=3, label=method, **style)
         ax.set(xlabel=key.replace("_", " "), title=f"{title}: accuracy vs {key.split('_')[0]}")
+    if masks & set(methods):
+        axes[0].set_title(f"{title}: accuracy vs neuron (masks remove none)")
+        axes[1].set_title(f"{title}: accuracy vs weight (masks dotted)")
     axes[0].set_ylabel("test accuracy")
     axes[1].legend(fontsize=8)
     _save(plt, fig, path)
