@@ -8,7 +8,8 @@ SNIP: one scoring pass before training). This times, in one process on the ``lon
 preset's model (CIFAR-style ResNet-18 at width 1/16 on 28x28 inputs, Adam, batch 128):
 
 - a plain training step and, interleaved with it, the same step of every method's
-  model followed by holding its masks (medians);
+  model followed by holding its masks, then a second dense model's step (medians; the
+  second dense model shows how much a step's place in the round alone changes it);
 - every mask update of a whole run of ``--total-steps`` steps, called at the steps the
   run calls them, amortized over the run;
 - the set-up (SNIP's scores, the first masks), amortized likewise.
@@ -93,8 +94,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     base = build_model("resnet18", 10, (1, 28, 28), args.width).to(device)
     x = torch.randn(args.batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
-    plain = copy.deepcopy(base)
+    plain, control = copy.deepcopy(base), copy.deepcopy(base)
     opt_plain = torch.optim.Adam(plain.parameters(), lr=5e-3, weight_decay=5e-4)
+    opt_control = torch.optim.Adam(control.parameters(), lr=5e-3, weight_decay=5e-4)
     runs = {n: setup(n, base, x, y, args) for n in method_names("unstructured")}
 
     def masked_step(run) -> tuple[float, float]:
@@ -104,11 +106,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     one_step(plain, opt_plain, x, y)  # warm-up, then interleave to cancel machine drift
     for run in runs.values():
         masked_step(run)
-    plain_times, step_times = [], {n: [] for n in runs}
+    plain_times, control_times, step_times = [], [], {n: [] for n in runs}
     for _ in range(args.steps):
         plain_times.append(one_step(plain, opt_plain, x, y))
         for n, run in runs.items():
             step_times[n].append(masked_step(run))
+        control_times.append(one_step(control, opt_control, x, y))
     t_plain = median(plain_times)
     dense_run = t_plain * args.total_steps
     rows = {}
@@ -124,11 +127,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             "work": (hold * args.total_steps + spent + set_up) / dense_run,
             "run": (both * args.total_steps + spent + set_up) / dense_run,
         }  # fmt: skip
-    report(args, device, t_plain, rows)
+    report(args, device, t_plain, median(control_times), rows)
     return rows
 
 
-def report(args, device: torch.device, t_plain: float, rows: dict) -> None:
+def report(args, device: torch.device, t_plain: float, t_control: float, rows: dict) -> None:
     """The markdown table."""
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     print(
@@ -142,6 +145,8 @@ def report(args, device: torch.device, t_plain: float, rows: dict) -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     print(f"| dense (plain step) | {t_plain:.4f} | | | | | | 1 |")
+    control = f"{t_control / t_plain:.3f}"
+    print(f"| dense again, timed last in each round | {t_control:.4f} | | | | | | {control} |")
     for n, r in rows.items():
         print(
             f"| {n} | {r['step']:.4f} | {r['hold']:.5f} | {r['updates']} "
