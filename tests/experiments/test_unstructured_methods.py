@@ -8,7 +8,6 @@ Resume (masks and optimizer state bit-exact): tests/experiments/test_methods_con
 import json
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from demp.experiments.cli.main import main
@@ -59,13 +58,3 @@ def test_bad_unstructured_options_are_refused_clearly(args, message, tmp_path, c
     assert main(["train", *BASE, *args, "--out", str(tmp_path / "r")]) != 0
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r" / "checkpoint").exists()
-
-
-def test_rigl_grows_where_the_dense_gradient_is_largest():
-    from demp.methods.rigl import RigL
-
-    torch.manual_seed(0)
-    weight = torch.nn.Parameter(torch.randn(4, 6))
-    weight.grad = torch.arange(24.0).reshape(4, 6)
-    scores = RigL.grow_scores(None, None, "w", weight, torch.Generator())
-    assert torch.equal(scores, weight.grad.abs())

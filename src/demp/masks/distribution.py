@@ -124,3 +124,24 @@ def _round_exactly(shares: dict[str, float], zeros: int, sizes: dict[str, int]) 
             counts[path] += 1
             short -= 1
     return counts
+
+
+def at_least(counts: dict[str, int], floor: dict[str, int]) -> dict[str, int]:
+    """``counts`` raised to ``floor`` in every layer, the same total kept.
+
+    Largest-remainder rounding can give a layer one zero fewer at a higher total (the
+    Alabama paradox); a schedule that only adds zeros raises such a layer back to what it
+    holds and takes the difference from the layers furthest above theirs.
+
+    Raises:
+        DempError: ``floor`` holds more zeros than ``counts``.
+    """
+    if sum(floor.values()) > sum(counts.values()):
+        raise DempError("the masks already hold more zeros than the new counts")
+    raised = {p: max(c, floor[p]) for p, c in counts.items()}
+    excess = sum(raised.values()) - sum(counts.values())
+    while excess > 0:
+        path = max(raised, key=lambda p: raised[p] - floor[p])
+        raised[path] -= 1
+        excess -= 1
+    return raised

@@ -118,3 +118,16 @@ class WeightMasks:
 
 def _weight(model: nn.Module, path: str) -> torch.Tensor:
     return model.get_submodule(path).weight
+
+
+@torch.no_grad()
+def zero_entries(
+    weight: torch.Tensor, where: torch.Tensor, optimizer: torch.optim.Optimizer | None
+) -> None:
+    """Zero ``weight`` where ``where`` is True, and its optimizer state entries shaped like it."""
+    weight.masked_fill_(where, 0.0)
+    if optimizer is None or weight not in optimizer.state:
+        return
+    for value in optimizer.state[weight].values():
+        if isinstance(value, torch.Tensor) and value.shape == weight.shape:
+            value.masked_fill_(where, 0)

@@ -11,10 +11,10 @@ def cubic_sparsity(step: int, start: int, end: int, final: float, initial: float
     ``s_t = s_f + (s_i - s_f) (1 - (t - t_0) / (t_end - t_0))^3`` between ``start`` and
     ``end``; ``initial`` before, ``final`` after.
     """
+    if step >= end:  # first: a schedule with start == end jumps to final there
+        return final
     if step <= start:
         return initial
-    if step >= end:
-        return final
     left = 1.0 - (step - start) / (end - start)
     return final + (initial - final) * left**3
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..masks import cosine_fraction
+from ..masks import cosine_fraction, zero_entries
 from .base import MethodContext
 from .unstructured import (
     MaskedMethod,
@@ -79,8 +79,7 @@ class DynamicSparse(MaskedMethod, abc.ABC):
             grow = self.grow_scores(ctx, layer.path, weight, g)
             self.masks.kept[layer.path] = move(kept, weight.detach().abs(), grow, n)
             grown = self.masks.kept[layer.path] & ~kept
-            with torch.no_grad():
-                weight.masked_fill_(grown, 0.0)  # grown connections start at zero
+            zero_entries(weight, grown, ctx.optimizer)  # grown: zero weight, zero state
             moved += n
         self.moved.append({"step": step, "fraction": fraction, "moved": moved})
         return moved > 0

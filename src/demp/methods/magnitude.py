@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..masks import cubic_sparsity
+from ..masks import at_least, cubic_sparsity
 from .base import Method, MethodContext
 from .registry import register_method
 from .unstructured import MaskedMethod, MaskOptions, check_fraction, fraction_field
@@ -54,7 +54,10 @@ class Magnitude(MaskedMethod):
             weight = ctx.model.get_submodule(layer.path).weight.detach().abs()
             kept = self.masks.kept[layer.path]
             scores[layer.path] = torch.where(kept, weight, torch.full_like(weight, -1.0))
-        self.masks.mask_lowest(scores, self.counts(sparsity), self.zeros_for(sparsity))
+        counts = self.counts(sparsity)
+        if counts is not None:  # masked weights stay masked: no layer gives a zero back
+            counts = at_least(counts, self.masks.layer_zeros())
+        self.masks.mask_lowest(scores, counts, self.zeros_for(sparsity))
         return True
 
 

@@ -12,6 +12,7 @@ from demp.errors import DempError
 from demp.masks import (
     MaskedLayer,
     WeightMasks,
+    at_least,
     cosine_fraction,
     cubic_sparsity,
     layer_counts,
@@ -23,7 +24,7 @@ from demp.methods.snip import snip_scores
 
 def test_cubic_schedule_closed_form():
     # Zhu & Gupta: s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3
-    for t in range(0, 120, 7):
+    for t in [*range(0, 120, 7), 9, 10, 11, 89, 90, 91]:
         expected = 0.9 + (0.0 - 0.9) * (1 - (t - 10) / 80) ** 3 if 10 <= t <= 90 else None
         if t < 10:
             expected = 0.0
@@ -31,6 +32,8 @@ def test_cubic_schedule_closed_form():
             expected = 0.9
         assert cubic_sparsity(t, 10, 90, 0.9) == pytest.approx(expected, abs=1e-15)
     assert cubic_sparsity(50, 10, 90, 0.8, initial=0.2) == pytest.approx(0.8 - 0.6 * 0.5**3)
+    # a schedule that starts and ends at one step jumps to the final sparsity there
+    assert cubic_sparsity(49, 50, 50, 0.9) == 0.0 and cubic_sparsity(50, 50, 50, 0.9) == 0.9
 
 
 def test_cosine_drop_fraction_closed_form():
@@ -54,6 +57,17 @@ def test_layer_counts_are_exact_in_total_and_within_one_weight_per_layer(distrib
         assert 0 <= counts[layer.path] <= layer.size
         if distribution == "uniform":
             assert abs(counts[layer.path] - zeros * layer.size / total) <= 1
+
+
+def test_at_least_keeps_every_layers_zeros_and_the_total():
+    sizes = [MaskedLayer("a", (6,), 1.0), MaskedLayer("b", (6,), 1.0), MaskedLayer("c", (2,), 1.0)]
+    before, after = layer_counts(sizes, 10, "uniform"), layer_counts(sizes, 11, "uniform")
+    assert before == {"a": 4, "b": 4, "c": 2} and after == {"a": 5, "b": 5, "c": 1}  # paradox
+    fixed = at_least(after, before)
+    assert sum(fixed.values()) == 11 and all(fixed[p] >= before[p] for p in before)
+    assert fixed["c"] == 2 and sorted((fixed["a"], fixed["b"])) == [4, 5]
+    with pytest.raises(DempError, match="more zeros"):
+        at_least(before, after | {"c": 2})
 
 
 def test_erk_density_is_proportional_to_sum_over_product_of_the_shape():
@@ -162,12 +176,54 @@ def test_magnitude_masks_follow_the_cubic_schedule_at_its_update_steps():
     method = Magnitude(options, ctx)  # updates at steps 10, 20, ..., 50 and at the end, 55
     method.before_training(ctx)
     for step in range(1, 101):
-        zeros = method.masks.zeros()
+        zeros, layer_zeros = method.masks.zeros(), method.masks.layer_zeros()
         changed = method.update(ctx, step)
         assert changed == (step in (10, 20, 30, 40, 50, 55))
         if changed:
             expected = round(cubic_sparsity(step, 10, 55, 0.6) * method.params)
             assert method.masks.zeros() == expected >= zeros
+            assert all(method.masks.layer_zeros()[p] >= n for p, n in layer_zeros.items())
         else:
             assert method.masks.zeros() == zeros
     assert method.masks.zeros() == round(0.6 * method.params)
+
+
+def test_rigl_update_grows_by_the_dense_gradient_at_zero_with_zero_optimizer_state():
+    from demp.methods import MethodContext
+    from demp.methods.dynamic_sparse import DynamicOptions
+    from demp.methods.rigl import RigL
+
+    torch.manual_seed(0)
+    model = VGG((8, 16), size=8, hidden=12, out=5)
+    x, y = torch.randn(32, 3, 8, 8), torch.randint(0, 5, (32,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    ctx = MethodContext(model, opt, 100, 10, x[:4], 32)
+    options = DynamicOptions(target=0.5, update_every=0.1, drop_fraction=0.3)
+    method = RigL(options, ctx)
+    method.before_training(ctx)
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()  # Adam writes this step's gradient into the state of masked weights too
+    before = {p: k.clone() for p, k in method.masks.kept.items()}
+    weights = {p: model.get_submodule(p).weight.detach().clone() for p in before}
+    grads = {p: model.get_submodule(p).weight.grad.detach().abs() for p in before}
+    assert method.update(ctx, 10)
+    for path, kept in before.items():
+        weight = model.get_submodule(path).weight
+        after = method.masks.kept[path]
+        n = round(cosine_fraction(10, 75, 0.3) * int(kept.sum()))
+        # independently: drop the n smallest kept |w|, grow the n largest |grad| of the rest
+        drop = torch.zeros_like(kept)
+        drop.view(-1)[torch.where(kept, weights[path].abs(), torch.inf).view(-1).topk(
+            n, largest=False).indices] = True  # fmt: skip
+        grow = torch.zeros_like(kept)
+        pool = ~kept | drop
+        grow.view(-1)[torch.where(pool, grads[path], -torch.inf).view(-1).topk(n).indices] = True
+        assert torch.equal(after, (kept & ~drop) | grow)
+        grown = after & ~kept
+        assert bool((weight[grown] == 0).all())
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert bool((opt.state[weight][key][grown] == 0).all())
+    for p in model.parameters():
+        p.grad = None
+    with pytest.raises(DempError, match="no gradient after the step"):
+        method.update(ctx, 20)
