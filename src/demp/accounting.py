@@ -34,17 +34,18 @@ def output_positions(
     """Return each module's output positions per example (pixels, tokens), in call order.
 
     A module's output of shape ``(N, C, H, W)`` has ``H * W`` positions per example (``C``
-    along ``channel_dim(module)``). Measured at each module's first call, in eval mode
-    under ``no_grad``; modules the forward does not call are left out.
+    along ``channel_dim(module)``), summed over the module's calls (a module the forward
+    calls twice does its work twice). Measured in eval mode under ``no_grad``, ordered by
+    each module's first call; modules the forward does not call are left out.
     """
     found: dict[str, float] = {}
     handles = []
     for path, module in modules.items():
 
         def hook(mod: nn.Module, _args: tuple, out: object, path: str = path) -> None:
-            if isinstance(out, torch.Tensor) and path not in found:
+            if isinstance(out, torch.Tensor):
                 channels = out.shape[channel_dim(mod)] if out.dim() else 1
-                found[path] = out.numel() / max(1, int(channels))
+                found[path] = found.get(path, 0.0) + out.numel() / max(1, int(channels))
 
         handles.append(module.register_forward_hook(hook))
     try:

@@ -48,13 +48,14 @@ def maskable_layers(model: nn.Module, example: Batch, dense_first_last: bool) ->
     """The conv / linear layers in the order the forward calls them (first and last dense).
 
     Measured on ``example`` (eval mode, no grad): the call order, and each layer's output
-    positions per example (pixels, tokens) for the FLOPs count.
+    positions per example (pixels, tokens; summed over calls) for the FLOPs count. Frozen
+    weights (``requires_grad=False``) are left dense: they are not trainable parameters.
+
+    Raises:
+        DempError: A weight that is computed (``torch.nn.utils.parametrize``, weight norm)
+            or shared by two layers, or no weight left to mask.
     """
-    convs_and_linears = {
-        path: m
-        for path, m in model.named_modules()
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
-    }
+    convs_and_linears = _trainable_weights(model)
     positions = output_positions(
         model, convs_and_linears, example, lambda m: 1 if isinstance(m, _ConvNd) else -1
     )  # in call order
@@ -65,8 +66,33 @@ def maskable_layers(model: nn.Module, example: Batch, dense_first_last: bool) ->
     if dense_first_last:
         layers = layers[1:-1]
     if not layers:
-        raise DempError("no conv / linear weight can be masked in this model")
+        hint = " (--dense-first-last false masks those two as well)" if dense_first_last else ""
+        raise DempError(f"no conv / linear weight can be masked in this model{hint}")
     return layers
+
+
+def _trainable_weights(model: nn.Module) -> dict[str, nn.Module]:
+    """The conv / linear modules with a trainable weight of their own, by path."""
+    found: dict[str, nn.Module] = {}
+    owner: dict[int, str] = {}
+    for path, m in model.named_modules():  # a module registered twice comes once
+        if not isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            continue
+        weight = dict(m.named_parameters(recurse=False)).get("weight")
+        if weight is None:
+            raise DempError(
+                f"{path}.weight is computed (a parametrization or weight norm): unstructured "
+                "masks hold parameters at zero and cannot mask it"
+            )
+        if not weight.requires_grad:
+            continue
+        if id(weight) in owner:
+            raise DempError(
+                f"{owner[id(weight)]} and {path} share one weight (tied weights): unstructured "
+                "masks do not support shared weights"
+            )
+        owner[id(weight)], found[path] = path, m
+    return found
 
 
 def layer_counts(layers: list[MaskedLayer], zeros: int, distribution: str) -> dict[str, int] | None:
@@ -82,8 +108,8 @@ def layer_counts(layers: list[MaskedLayer], zeros: int, distribution: str) -> di
     total = sum(layer.size for layer in layers)
     if zeros > total:
         raise DempError(
-            f"the target asks for {zeros} zero weights but only {total} can be masked (the "
-            "first and output layers, the norms and biases stay dense)"
+            f"--target asks for {zeros} zero weights but only {total} can be masked (norms, "
+            "biases and, with --dense-first-last, the first and output layers stay dense)"
         )
     if distribution == "global":
         return None

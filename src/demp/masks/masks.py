@@ -93,6 +93,21 @@ class WeightMasks:
                 if isinstance(value, torch.Tensor) and value.shape == weight.shape:
                     value.mul_(kept)
 
+    def broadcast(self) -> None:
+        """Give every rank rank 0's masks (a no-op outside ``torch.distributed``).
+
+        Ranks compute the same masks from synchronized weights and seeded draws, but
+        scores from non-deterministic kernels (SNIP's gradients on a GPU) can break a
+        near-tie differently; the masks must agree, or the ranks train different models.
+        """
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return
+        for layer in self.layers:
+            flat = self.kept[layer.path].to(torch.uint8)
+            dist.broadcast(flat, src=0)
+            self.kept[layer.path] = flat.to(torch.bool)
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The masks, by ``mask.<path>`` (CPU bool tensors)."""

@@ -38,7 +38,10 @@ class DynamicOptions(MaskOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.distribution == "global":
-            raise ValueError("set / rigl keep a number of zeros per layer: use uniform or erk")
+            raise ValueError(
+                "set / rigl keep a number of zeros per layer: --distribution must be uniform "
+                f"or erk, got {self.distribution!r}"
+            )
         check_fraction("drop_fraction", self.drop_fraction)
 
 

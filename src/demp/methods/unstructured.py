@@ -104,6 +104,8 @@ class MaskedMethod(Method):
     def after_step(self, ctx: MethodContext, step: int) -> None:
         """Update the masks when due, then hold every masked weight (and state) at zero."""
         changed = self.update(ctx, step)
+        if changed:
+            self.masks.broadcast()
         self.masks.apply(ctx.model, ctx.optimizer)
         if changed:
             ctx.structure_changed()
@@ -116,6 +118,7 @@ class MaskedMethod(Method):
         return False
 
     def _changed(self, ctx: MethodContext) -> None:
+        self.masks.broadcast()
         self.masks.apply(ctx.model, ctx.optimizer)
         ctx.structure_changed()
 

@@ -227,3 +227,52 @@ def test_rigl_update_grows_by_the_dense_gradient_at_zero_with_zero_optimizer_sta
         p.grad = None
     with pytest.raises(DempError, match="no gradient after the step"):
         method.update(ctx, 20)
+
+
+def test_masks_broadcast_gives_every_rank_rank_0s_masks(tmp_path):
+    import json
+
+    from torchrun import torchrun
+
+    done = torchrun("masks_ddp_worker.py", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result == {"differed_before": True, "same_after": True, "rank0_kept": True,
+                      "zeros": 500}  # fmt: skip
+
+
+class _Twice(nn.Module):
+    """A linear layer the forward calls twice, beside two more."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.shared, self.last = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.last(self.shared(torch.relu(self.shared(self.first(x)))))
+
+
+def test_a_layer_called_twice_counts_its_positions_twice():
+    layers = maskable_layers(_Twice(), torch.randn(4, 6), dense_first_last=False)
+    assert [(ly.path, ly.positions) for ly in layers] == [
+        ("first", 1.0),
+        ("shared", 2.0),
+        ("last", 1.0),
+    ]
+
+
+def test_frozen_weights_stay_dense_and_tied_or_computed_weights_are_refused():
+    model = _Twice()
+    model.first.weight.requires_grad_(False)
+    paths = [ly.path for ly in maskable_layers(model, torch.randn(4, 6), False)]
+    assert paths == ["shared", "last"]
+
+    tied = _Twice()
+    tied.first.weight = tied.shared.weight  # one Parameter in two layers
+    with pytest.raises(DempError, match="first and shared share one weight"):
+        maskable_layers(tied, torch.randn(4, 6), False)
+
+    normed = _Twice()
+    nn.utils.parametrizations.weight_norm(normed.shared)
+    with pytest.raises(DempError, match="shared.weight is computed"):
+        maskable_layers(normed, torch.randn(4, 6), False)
