@@ -87,11 +87,8 @@ class WeightMasks:
         for path, kept in self.kept.items():
             weight = _weight(model, path)
             weight.mul_(kept)  # a bool mask: no float copy per step
-            if optimizer is None or weight not in optimizer.state:
-                continue
-            for value in optimizer.state[weight].values():
-                if isinstance(value, torch.Tensor) and value.shape == weight.shape:
-                    value.mul_(kept)
+            for value in _state_like(weight, optimizer):
+                value.mul_(kept)
 
     def broadcast(self) -> None:
         """Give every rank rank 0's masks (a no-op outside ``torch.distributed``).
@@ -141,8 +138,13 @@ def zero_entries(
 ) -> None:
     """Zero ``weight`` where ``where`` is True, and its optimizer state entries shaped like it."""
     weight.masked_fill_(where, 0.0)
+    for value in _state_like(weight, optimizer):
+        value.masked_fill_(where, 0)
+
+
+def _state_like(weight: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> list:
+    """The optimizer state tensors of ``weight`` shaped like it (Adam's moments, momentum)."""
     if optimizer is None or weight not in optimizer.state:
-        return
-    for value in optimizer.state[weight].values():
-        if isinstance(value, torch.Tensor) and value.shape == weight.shape:
-            value.masked_fill_(where, 0)
+        return []
+    state = optimizer.state[weight].values()
+    return [v for v in state if isinstance(v, torch.Tensor) and v.shape == weight.shape]
