@@ -245,3 +245,22 @@ class CspNet(nn.Module):
         xs, xb = torch.relu(self.bn(self.stem(x))).chunk(2, dim=1)
         xb = xb + torch.relu(self.block(xb))
         return self.head(torch.relu(self.mix(torch.cat([xs, xb], 1))).mean((2, 3)))
+
+
+def stale_net():
+    """A BN net whose running statistics disagree with its batches (as DemP leaves them).
+
+    Unit 0 of the first BN: scale 1e-3, shift -1: dead with the batch's statistics
+    (|x_hat| is bounded), alive in eval mode where the stale variance (1e-6) makes x_hat
+    huge. Unit 1: a huge stale mean makes it dead in eval mode, alive in training.
+    """
+    torch.manual_seed(0)
+    model = VGG(channels=(4, 6), size=8).double()
+    x = 3 * torch.randn(64, 3, 8, 8, dtype=torch.float64)
+    bn = model.features[1]
+    with torch.no_grad():
+        bn.weight[0], bn.bias[0] = 1e-3, -1.0
+        bn.running_var[0] = 1e-6
+        bn.weight[1], bn.bias[1] = 1.0, 0.0
+        bn.running_mean[1] = 1e3
+    return model, x

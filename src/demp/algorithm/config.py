@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..death.criteria import Criterion
+from ..death.norm_stats import NORM_STATS, NormStats
 from ..schedules import Constant, CosineDecay, OneCycle, Schedule, Warmup
 from ..structure import StructureOptions
 from ..structure.costs import METRICS, Metric
 from .noise import NoiseKind
-from .regularizer import RegKind, RegTarget, RegWeighting
+from .regularizer import POLARIZATION_T, REG_KINDS, RegKind, RegTarget, RegWeighting
 
 _SCHEDULES = {c.__name__: c for c in (OneCycle, Constant, Warmup, CosineDecay)}
+RegUpdate = Literal["gradient", "proximal"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,8 @@ class DemPConfig:
     """Options of :class:`~demp.DemonPruner` (paper Algorithm 1).
 
     Attributes:
-        reg: ``"l1"`` (Lasso, default), ``"l2"`` or ``"off"``.
+        reg: ``"l1"`` (Lasso, default), ``"l2"``, ``"polarization"`` (per layer, selects
+            units inside a layer: :mod:`demp.algorithm.regularizer`) or ``"off"``.
         reg_target: ``"norm_scale"`` (normalization scales, the paper's default) or ``"all"``.
         reg_strength: Peak regularization strength lambda. At CPU scale (Fashion-MNIST,
             ResNet-18 width 16, Adam lr 5e-3, 1250 steps) 1e-3 / 3e-3 / 1e-2 gave about
@@ -60,6 +64,8 @@ class DemPConfig:
             is released and the run ends short of the target, with a note (a strength far
             above the loss gradients shrinks every unit, useful ones included:
             RESULTS-target.md, "Windup").
+        target_deadline: DemP+: a target not reached by this fraction of the run is given
+            up there (the strength released, the run ends short and says so); 1.0: never.
         reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
             its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
             consumers' input columns included), normalized to mean 1 and recomputed after
@@ -72,6 +78,21 @@ class DemPConfig:
         revive: DemP+: with a target, dead units the removal keeps (past the target, or
             by a floor) are revived with zero fan-out, exactly
             (:mod:`demp.algorithm.revival`); False leaves them dead.
+        death_stats: The BatchNorm statistics the death check judges with
+            (:mod:`demp.death.norm_stats`): ``"running"`` (eval mode, the paper's),
+            ``"batch"`` (each probe batch's own, as in training: a removal leaves the
+            train-mode output on the probe unchanged) or ``"reestimate"``.
+        count_stale: With ``death_stats`` other than ``"running"``, also count at each
+            check the units the running statistics would have called dead (one more probe
+            pass; ``history[i]["dead_running"]``).
+        shift_push: Push the shifts (BatchNorm biases) of shrunken units below zero with
+            this multiple of lambda_t, so that they die instead of turning linear
+            (:mod:`demp.algorithm.shift_push`); 0 (default) is off.
+        shift_push_below: The push acts on units whose ``|gamma|`` is below this.
+        polarization_t: ``t`` of ``reg="polarization"`` (> 1: every scale shrinks).
+        reg_update: ``"gradient"`` (the penalty's gradient goes through the optimizer, the
+            paper's) or ``"proximal"`` (``reg="l1"`` only: a soft-threshold of the scales by
+            ``lr * lambda_t * w`` after each optimizer step, decoupled from Adam).
     """
 
     reg: RegKind = "l1"
@@ -97,12 +118,27 @@ class DemPConfig:
     target_reach: float = 0.3
     target_release: float = 0.05
     target_max_scale: float = 64.0
+    target_deadline: float = 1.0
     reg_weighting: RegWeighting = "auto"
     min_fraction: float = 0.0
     revive: bool = True
+    death_stats: NormStats = "running"
+    count_stale: bool = True
+    shift_push: float = 0.0
+    shift_push_below: float = 1e-3
+    polarization_t: float = POLARIZATION_T
+    reg_update: RegUpdate = "gradient"
 
     def __post_init__(self) -> None:
-        _choice("reg", self.reg, ("l1", "l2", "off"))
+        _choice("reg", self.reg, REG_KINDS)
+        _choice("death_stats", self.death_stats, NORM_STATS)
+        _choice("reg_update", self.reg_update, ("gradient", "proximal"))
+        if self.reg_update == "proximal" and self.reg != "l1":
+            raise ValueError(f"DemPConfig.reg_update='proximal' needs reg='l1', got {self.reg!r}")
+        for name in ("shift_push", "shift_push_below", "polarization_t"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"DemPConfig.{name} must be a finite number >= 0, got {value}")
         _choice("reg_target", self.reg_target, ("norm_scale", "all"))
         _choice("noise", self.noise, ("asymmetric", "symmetric", "off"))
         _choice("criterion", self.criterion, ("zero", "eps", "nonpositive"))
@@ -134,7 +170,7 @@ class DemPConfig:
             raise ValueError(f"DemPConfig.target_sparsity must be in (0, 1), got {target}")
         if target is not None and not self.dynamic:
             raise ValueError("DemPConfig.target_sparsity needs dynamic=True (it steers removals)")
-        for name in ("target_reach", "target_release"):
+        for name in ("target_reach", "target_release", "target_deadline"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"DemPConfig.{name} must be in (0, 1], got {getattr(self, name)}")
         if not self.target_max_scale >= 1.0:

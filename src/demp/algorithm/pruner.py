@@ -31,8 +31,9 @@ from ..surgery import SurgeryReport, remove_units
 from .config import DemPConfig
 from .finite import FiniteGate, Gates
 from .noise import NoiseInjector, NoisePlan
-from .regularizer import add_penalty_gradient, penalty, regularized_parameters
+from .regularizer import add_penalty_gradient, penalty, proximal_l1, regularized_parameters
 from .revival import revive_units
+from .shift_push import add_shift_push, shift_pairs
 from .steering import Steering
 from .summary import PrunerSummary
 
@@ -93,6 +94,7 @@ class DemonPruner:
         self.structure = self._build_structure()
         self._params = [p for p in model.parameters() if p.requires_grad]
         self._reg_params = regularized_parameters(model, self.config.reg_target)
+        self._shifts = shift_pairs(model, self._reg_params)
         if self.config.reg != "off" and self.config.reg_strength and not self._reg_params:
             warnings.warn(
                 "DemonPruner: the model has no normalization scales to regularize; "
@@ -146,13 +148,28 @@ class DemonPruner:
         start = time.perf_counter()
         self._gates = self._finite.gates(self._params)
         self._plan = self.noise.plan(self._params)
-        strength = self.reg_strength_at(self.step)
-        add_penalty_gradient(
-            self._reg_params, self.config.reg, strength, self._weights, self._gates
-        )
+        cfg, strength = self.config, self.reg_strength_at(self.step)
+        if cfg.reg_update == "gradient":
+            add_penalty_gradient(
+                self._reg_params, cfg.reg, strength, self._weights, self._gates, cfg.polarization_t
+            )
+        push = strength * cfg.shift_push
+        add_shift_push(self._shifts, push, cfg.shift_push_below, self._weights, self._gates)
         self.seconds["regularizer"] += time.perf_counter() - start
 
+    def _proximal_step(self) -> None:
+        """``reg_update="proximal"``: soft-threshold the scales by ``lr * lambda_t * w``."""
+        strength = self.reg_strength_at(self.step)
+        if self.config.reg_update != "proximal" or strength == 0.0 or self._gates is None:
+            return
+        lr = {id(p): g["lr"] for g in self.optimizer.param_groups for p in g["params"]}
+        taus = [float(lr.get(id(p), 0.0)) * strength for p in self._reg_params]
+        proximal_l1(self._reg_params, taus, self._weights, self._gates)
+
     def _after_step(self, _opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
+        start = time.perf_counter()
+        self._proximal_step()
+        self.seconds["regularizer"] += time.perf_counter() - start
         start = time.perf_counter()
         if self._plan is not None:
             self.noise.add(self._plan, self.noise_std_at(self.step), self._gates)
@@ -189,21 +206,17 @@ class DemonPruner:
     def penalty(self) -> float:
         """Return the current regularization term ``lambda_t * R(params)`` (for logging)."""
         strength = self.reg_strength_at(self.step)
-        return penalty(self._reg_params, self.config.reg, strength, self._weights)
+        cfg = self.config
+        return penalty(self._reg_params, cfg.reg, strength, self._weights, cfg.polarization_t)
 
     def prune_now(self) -> SurgeryReport:
         """Run a death check on the probe set and remove the dead units now."""
         self._warn_skipped()
         start = time.perf_counter()
-        dead = find_dead(
-            self.model,
-            self._probe,
-            criterion=self.config.criterion,
-            eps=self.config.eps,
-            max_examples=None,
-            structure=self.structure,
-            sync=self.sync,
-        )
+        dead = self._find_dead(self.config.death_stats)
+        stale = None
+        if self.config.count_stale and self.config.death_stats != "running":
+            stale = self._find_dead("running").num_dead
         checked = time.perf_counter()
         report, revived = self._cut(dead)
         if report.removed:
@@ -213,6 +226,8 @@ class DemonPruner:
         self.seconds["check"] += checked - start
         self.seconds["surgery"] += done - checked
         steered = {**self.steering.after_check(self.step), "revived": revived}
+        if stale is not None:
+            steered["dead_running"] = stale
         self._record(report, dead.num_dead, checked - start, done - checked, steered)
         self._last_report = report
         if report.removed:
@@ -310,6 +325,18 @@ class DemonPruner:
         self._weights = self.steering.reg_weights(self._reg_params)
 
     # ----------------------------------------------------------------- helpers
+    def _find_dead(self, stats: str) -> DeadUnits:
+        return find_dead(
+            self.model,
+            self._probe,
+            criterion=self.config.criterion,
+            eps=self.config.eps,
+            max_examples=None,
+            structure=self.structure,
+            sync=self.sync,
+            stats=stats,  # type: ignore[arg-type]
+        )
+
     def _cut(self, dead: DeadUnits) -> tuple[SurgeryReport, int]:
         """Revive the dead units a target keeps (DemP+), then remove the others."""
         removed = self.steering.plan(dead)

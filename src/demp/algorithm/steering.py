@@ -65,6 +65,7 @@ class Steering:
                 reach=config.target_reach,
                 release=config.target_release,
                 max_scale=config.target_max_scale,
+                deadline=config.target_deadline,
             )
             self._check_reachable()
 
@@ -136,12 +137,15 @@ class Steering:
         sparsity = self.sparsity()
         if sparsity >= c.target - self._granularity():
             return None
-        why = (
-            f"given up at step {c.stalled_at}: {c.patience} check intervals with lambda at its "
-            f"ceiling ({c.max_scale:g}x reg_strength) gained less than one unit"
-            if c.stalled_at is not None
-            else "the run ended first"
-        )
+        if c.stalled_at is None:
+            why = "the run ended first"
+        elif c.stalled_at >= c.deadline * c.total_steps:
+            why = f"given up at step {c.stalled_at}, the deadline ({c.deadline:g} of the run)"
+        else:
+            why = (
+                f"given up at step {c.stalled_at}: {c.patience} check intervals with lambda at "
+                f"its ceiling ({c.max_scale:g}x reg_strength) gained less than one unit"
+            )
         return (
             f"DemP target_sparsity {c.target:g} ({self.metric}) not reached: {sparsity:.4f} ({why})"
         )

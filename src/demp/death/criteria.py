@@ -22,11 +22,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..batches import batch_size, call_model, device_dtype, eval_mode, iterate_probe, to_device
+from ..batches import batch_size, call_model, device_dtype, iterate_probe, to_device
 from ..errors import DempError, ProbeError
 from ..ops.rules import LayerRules, side_size
 from ..structure import Structure, StructureOptions, build_checked_structure
 from .monitor import ActivationMonitor
+from .norm_stats import NormStats, norm_statistics
 
 Criterion = Literal["zero", "eps", "nonpositive"]
 _DEFAULT_EPS = {"zero": 0.0, "eps": 1e-2, "nonpositive": 0.0}
@@ -126,6 +127,7 @@ def find_dead(
     verify: bool = True,
     sync: Callable[[torch.Tensor], None] | None = None,
     rules: LayerRules | None = None,
+    stats: NormStats = "running",
 ) -> DeadUnits:
     """Find the dead units of every prunable channel group. Changes nothing.
 
@@ -150,6 +152,9 @@ def find_dead(
             decide the same dead set from their own probe shards).
         rules: When building the structure, the layer table (:mod:`demp.ops.rules`) saying
             which layer types can be cut and how (default: the built-in one).
+        stats: The BatchNorm statistics the check judges with (:mod:`demp.death.norm_stats`):
+            ``"running"`` (eval mode, the paper's), ``"batch"`` (each probe batch's own,
+            as in training) or ``"reestimate"`` (recomputed over the probe).
 
     Returns:
         A :class:`DeadUnits`.
@@ -163,10 +168,15 @@ def find_dead(
     else:
         structure.check_matches(model)
     consumers = {s.path for g in structure.groups.values() for s in g.consumers}
-    seen, monitor = 0, ActivationMonitor(model, consumers, structure.rules)
-    with eval_mode(model), monitor, torch.no_grad():
-        for batch in iterate_probe(probe, max_examples):
-            seen += _run(model, to_device(batch, device, dtype))
+    monitor = ActivationMonitor(model, consumers, structure.rules)
+
+    def run_probe() -> int:
+        return sum(
+            _run(model, to_device(b, device, dtype)) for b in iterate_probe(probe, max_examples)
+        )
+
+    with norm_statistics(model, stats, run_probe), monitor, torch.no_grad():
+        seen = run_probe()
     stats = monitor.max_val if criterion == "nonpositive" else monitor.max_abs
     if sync is not None:
         stats = _synced(model, sorted(consumers), stats, sync, structure.rules)

@@ -159,3 +159,31 @@ def test_scripted_plant_that_cannot_reach_gives_up_at_the_ceiling():
     assert max(e["scale"] for e in c.trajectory) == 64.0
     assert c.stalled_at is not None and c.reached_at is None
     assert c.multiplier(c.stalled_at + 50) == 0.0
+
+
+def test_a_target_not_reached_by_the_deadline_is_given_up_there():
+    c = TargetController(0.9, 1000, Constant(), reach=0.1, release=0.1, deadline=0.6)
+    for step in (100, 200, 300, 400, 500):  # steady progress, far from the ceiling's stall
+        c.update(step, 0.1 * step / 100, tolerance=0.01)
+    assert c.stalled_at is None and c.reached_at is None
+    c.update(600, 0.62, tolerance=0.01)
+    assert c.stalled_at == 600 and c.released_at == 600
+    assert c.multiplier(700) == pytest.approx(0.0, abs=1e-12)
+    c.update(700, 0.95)  # nothing changes once given up
+    assert c.reached_at is None
+    reached = TargetController(0.5, 1000, Constant(), deadline=0.6)
+    reached.update(600, 0.5, tolerance=0.01)  # at the deadline but there: reached, not given up
+    assert reached.reached_at == 600 and reached.stalled_at is None
+
+
+def test_the_deadline_is_off_by_default():
+    c = TargetController(0.9, 1000, Constant(), reach=0.1, max_scale=4.0)
+    for k, step in enumerate(range(100, 1000, 100)):
+        c.update(step, 0.3 + 0.02 * k, tolerance=0.01)
+    assert c.stalled_at is None
+
+
+@pytest.mark.parametrize("deadline", [0.0, 1.5])
+def test_a_bad_deadline_is_an_error(deadline):
+    with pytest.raises(ValueError, match="deadline"):
+        TargetController(0.9, 1000, Constant(), deadline=deadline)

@@ -177,6 +177,21 @@ def test_a_target_given_up_releases_and_says_so():
     assert pruner.history[-1]["target_given_up"] and controller.multiplier(99) == 0.0
     note = pruner.steering.shortfall()
     assert note is not None and "not reached" in note and "given up" in note
+    assert "ceiling" in note
+
+
+def test_a_target_given_up_at_the_deadline_says_so():
+    torch.manual_seed(0)
+    model, (x, y) = VGG((16, 32), size=8, hidden=32, out=10), synthetic((3, 8, 8))
+    cfg = demp.DemPConfig(reg_strength=0.0, noise="off", target_sparsity=0.5,
+                          prune_every=10, target_deadline=0.3)  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    pruner = demp.DemonPruner(model, opt, x[:256], 100, cfg)
+    train(model, opt, x, y, 100)
+    pruner.finalize()
+    assert pruner.steering.controller.stalled_at == 30
+    note = pruner.steering.shortfall()
+    assert note is not None and "deadline (0.3 of the run)" in note
 
 
 def test_a_target_run_that_lands_has_no_shortfall_note():

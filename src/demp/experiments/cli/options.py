@@ -8,12 +8,25 @@ from collections.abc import Callable
 from typing import Any
 
 from ...algorithm.config import DemPConfig
+from ...algorithm.regularizer import REG_KINDS
+from ...death.norm_stats import NORM_STATS
 from ...methods import method_names, option_fields
 from ...schedules import Constant, CosineDecay, OneCycle, Warmup
 from ..data import DATASETS
 from ..harness.config import RESIDUAL_MODES, TrainConfig
 from ..harness.lr import LR_SCHEDULES
 from ..harness.optim import OPTIMIZERS
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also yes/no, 1/0) for a method's boolean option."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
 
 # (flag, section, key, type, choices, help); section None = run option, "demp" = DemPConfig
 RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
@@ -42,7 +55,13 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--log-every", None, "log_every", int, None, "steps between metric lines"),
     ("--monitor-every", None, "monitor_every", int, None, "dense runs: steps between dead-unit counts"),
     ("--eval-every", None, "eval_every", int, None, "epochs between test evaluations (the last step is always evaluated)"),
-    ("--reg", "demp", "reg", str, ("l1", "l2", "off"), "DemP regularizer"),
+    ("--reg", "demp", "reg", str, REG_KINDS, "DemP regularizer (polarization: per layer, selects units)"),
+    ("--reg-update", "demp", "reg_update", str, ("gradient", "proximal"), "DemP: the penalty as a gradient through the optimizer, or a proximal soft-threshold after each step (l1 only)"),
+    ("--polarization-t", "demp", "polarization_t", float, None, "DemP: t of --reg polarization"),
+    ("--shift-push", "demp", "shift_push", float, None, "DemP: push the shifts of shrunken units below zero with this multiple of lambda (0: off)"),
+    ("--shift-push-below", "demp", "shift_push_below", float, None, "DemP: the push acts on units with |gamma| below this"),
+    ("--death-stats", "demp", "death_stats", str, NORM_STATS, "DemP: BatchNorm statistics of the death check (running: eval mode; batch: the probe batch's, as in training; reestimate: recomputed on the probe)"),
+    ("--count-stale", "demp", "count_stale", parse_bool, None, "DemP: also count the units the running statistics would call dead (true/false)"),
     ("--reg-target", "demp", "reg_target", str, ("norm_scale", "all"), "parameters regularized"),
     ("--reg-strength", "demp", "reg_strength", float, None, "peak regularization strength lambda"),
     ("--noise", "demp", "noise", str, ("asymmetric", "symmetric", "off"), "DemP noise"),
@@ -58,6 +77,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--target-sparsity", "demp", "target_sparsity", float, None, "DemP+: sparsity to reach in --target-metric (a controller drives lambda)"),
     ("--target-reach", "demp", "target_reach", float, None, "DemP+: fraction of the run by which the target should be reached"),
     ("--target-release", "demp", "target_release", float, None, "DemP+: fraction of the run over which lambda decays once reached"),
+    ("--target-deadline", "demp", "target_deadline", float, None, "DemP+: fraction of the run after which a target not reached is given up (1: never)"),
     ("--target-max-scale", "demp", "target_max_scale", float, None, "DemP+: ceiling of the controller's multiplier of --reg-strength"),
     ("--reg-weighting", "demp", "reg_weighting", str, ("auto", "uniform", "params", "flops"), "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)"),
     ("--min-fraction", "demp", "min_fraction", float, None, "DemP+: never cut a group below this fraction of its width"),
@@ -69,16 +89,6 @@ SCHEDULES = {
     "warmup": Warmup,
     "cosine-decay": CosineDecay,
 }
-
-
-def parse_bool(text: str) -> bool:
-    """``true``/``false`` (also yes/no, 1/0) for a method's boolean option."""
-    value = text.strip().lower()
-    if value in ("true", "yes", "1"):
-        return True
-    if value in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 _FLAG_TYPES: dict[str, Callable[[str], Any]] = {

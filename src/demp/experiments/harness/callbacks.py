@@ -25,7 +25,9 @@ class MethodHooks(Callback):
 
 
 # what a DemonPruner's history adds to a check line (DemP+: the target controller)
-STEERING_FIELDS = ("removed", "revived", "lambda", "lambda_scale", "target", "target_sparsity")
+STEERING_FIELDS = (
+    "removed", "revived", "lambda", "lambda_scale", "target", "target_sparsity", "dead_running",
+)  # fmt: skip
 
 
 class DeathLog(Callback):
