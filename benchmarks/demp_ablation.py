@@ -38,17 +38,19 @@ from demp.experiments.bench.presets import get_preset
 from demp.experiments.data import load_dataset
 from demp.experiments.harness.config import TrainConfig
 
+PAPER = {"variant": "paper"}  # each remedy on top of Algorithm 1 as the paper writes it
 PUSH = {"shift_push": 1.0}
 BATCH = {"death_stats": "batch"}
 DEADLINE = {"target_deadline": 0.6}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": {},  # Algorithm 1 as the paper writes it (with DemP+'s controller in target mode)
-    "deadline": DEADLINE,
-    "push": {**PUSH, **DEADLINE},
-    "batch": {**BATCH, **DEADLINE},
-    "push-batch": {**PUSH, **BATCH, **DEADLINE},
-    "push-batch-polar": {**PUSH, **BATCH, **DEADLINE, "reg": "polarization"},
-    "push-batch-prox": {**PUSH, **BATCH, **DEADLINE, "reg_update": "proximal"},
+    "paper": PAPER,  # in target mode: with DemP+'s controller (no deadline)
+    "deadline": {**PAPER, **DEADLINE},
+    "push": {**PAPER, **PUSH, **DEADLINE},
+    "batch": {**PAPER, **BATCH, **DEADLINE},
+    "push-batch": {**PAPER, **PUSH, **BATCH, **DEADLINE},
+    "push-batch-polar": {**PAPER, **PUSH, **BATCH, **DEADLINE, "reg": "polarization"},
+    "push-batch-prox": {**PAPER, **PUSH, **BATCH, **DEADLINE, "reg_update": "proximal"},
+    "plus": {},  # DemPConfig's defaults: DemP+ with a target (the paper's without one)
 }
 MODES = {
     "target": {"target_sparsity": 0.8, "target_metric": "weight", "reg_strength": 1e-2},

@@ -16,7 +16,9 @@ def test_every_variant_builds_a_valid_config_on_the_long_base(monkeypatch):
             assert (config.demp.target_sparsity == 0.8) == (mode == "target")
     prox = script.config_of("push-batch-prox", "target", 0).demp
     assert prox.reg_update == "proximal" and prox.reg_strength == 0.3
-    assert script.config_of("paper", "fixed", 0).demp == demp.DemPConfig(reg_strength=0.2)
+    paper = demp.DemPConfig(reg_strength=0.2, variant="paper")
+    assert script.config_of("paper", "fixed", 0).demp == paper
+    assert script.config_of("plus", "target", 0).demp.resolved_variant == "plus"
 
 
 def test_always_on_units_are_counted_and_the_table_is_written(tmp_path, monkeypatch):

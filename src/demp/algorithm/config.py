@@ -16,6 +16,13 @@ from .regularizer import POLARIZATION_T, REG_KINDS, RegKind, RegTarget, RegWeigh
 
 _SCHEDULES = {c.__name__: c for c in (OneCycle, Constant, Warmup, CosineDecay)}
 RegUpdate = Literal["gradient", "proximal"]
+Variant = Literal["auto", "plus", "paper"]
+VARIANTS: dict[str, dict[str, Any]] = {
+    # Algorithm 1 as the paper writes it (and as the authors' code runs the death check)
+    "paper": {"death_stats": "running", "shift_push": 0.0, "target_deadline": 1.0},
+    # DemP+: the best measured on the long preset (benchmarks/RESULTS-demp.md)
+    "plus": {"death_stats": "batch", "shift_push": 1.0, "target_deadline": 0.6},
+}
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,12 @@ class DemPConfig:
     """Options of :class:`~demp.DemonPruner` (paper Algorithm 1).
 
     Attributes:
+        variant: Which defaults the options marked *variant* below take when not given:
+            ``"paper"`` (Algorithm 1 as the paper writes it: running statistics, no
+            shift push, no deadline), ``"plus"`` (DemP+, the best measured:
+            benchmarks/RESULTS-demp.md) or ``"auto"`` (default: ``"plus"`` when
+            ``target_sparsity`` is set, else ``"paper"``). :data:`VARIANTS` has the values;
+            an option given explicitly always wins.
         reg: ``"l1"`` (Lasso, default), ``"l2"``, ``"polarization"`` (per layer, selects
             units inside a layer: :mod:`demp.algorithm.regularizer`) or ``"off"``.
         reg_target: ``"norm_scale"`` (normalization scales, the paper's default) or ``"all"``.
@@ -65,7 +78,8 @@ class DemPConfig:
             above the loss gradients shrinks every unit, useful ones included:
             RESULTS-target.md, "Windup").
         target_deadline: DemP+: a target not reached by this fraction of the run is given
-            up there (the strength released, the run ends short and says so); 1.0: never.
+            up there (the strength released, the run ends short and says so); 1.0: never
+            (*variant*).
         reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
             its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
             consumers' input columns included), normalized to mean 1 and recomputed after
@@ -81,13 +95,13 @@ class DemPConfig:
         death_stats: The BatchNorm statistics the death check judges with
             (:mod:`demp.death.norm_stats`): ``"running"`` (eval mode, the paper's),
             ``"batch"`` (each probe batch's own, as in training: a removal leaves the
-            train-mode output on the probe unchanged) or ``"reestimate"``.
+            train-mode output on the probe unchanged) or ``"reestimate"`` (*variant*).
         count_stale: With ``death_stats`` other than ``"running"``, also count at each
             check the units the running statistics would have called dead (one more probe
             pass; ``history[i]["dead_running"]``).
         shift_push: Push the shifts (BatchNorm biases) of shrunken units below zero with
             this multiple of lambda_t, so that they die instead of turning linear
-            (:mod:`demp.algorithm.shift_push`); 0 (default) is off.
+            (:mod:`demp.algorithm.shift_push`); 0 is off (*variant*).
         shift_push_below: The push acts on units whose ``|gamma|`` is below this.
         polarization_t: ``t`` of ``reg="polarization"`` (> 1: every scale shrinks).
         reg_update: ``"gradient"`` (the penalty's gradient goes through the optimizer, the
@@ -118,18 +132,23 @@ class DemPConfig:
     target_reach: float = 0.3
     target_release: float = 0.05
     target_max_scale: float = 64.0
-    target_deadline: float = 1.0
+    target_deadline: float | None = None
     reg_weighting: RegWeighting = "auto"
     min_fraction: float = 0.0
     revive: bool = True
-    death_stats: NormStats = "running"
+    death_stats: NormStats | None = None
     count_stale: bool = True
-    shift_push: float = 0.0
+    shift_push: float | None = None
     shift_push_below: float = 1e-3
     polarization_t: float = POLARIZATION_T
     reg_update: RegUpdate = "gradient"
+    variant: Variant = "auto"
 
     def __post_init__(self) -> None:
+        _choice("variant", self.variant, ("auto", *VARIANTS))
+        for name, value in VARIANTS[self.resolved_variant].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         _choice("reg", self.reg, REG_KINDS)
         _choice("death_stats", self.death_stats, NORM_STATS)
         _choice("reg_update", self.reg_update, ("gradient", "proximal"))
@@ -184,6 +203,13 @@ class DemPConfig:
                 "DemPConfig.reg_weighting weighs normalization scales: it needs "
                 f"reg_target='norm_scale', got {self.reg_target!r}"
             )
+
+    @property
+    def resolved_variant(self) -> str:
+        """``variant`` with ``"auto"`` resolved: ``"plus"`` with a target, else ``"paper"``."""
+        if self.variant != "auto":
+            return self.variant
+        return "plus" if self.target_sparsity is not None else "paper"
 
     @property
     def weighting(self) -> str:

@@ -161,22 +161,13 @@ def find_dead(
 
     """
     eps = threshold(criterion, eps)
-    device, dtype = device_dtype(model)
     if structure is None:
         options = StructureOptions.of(ignored_layers, allow_inexact_norm, verify, rules)
         structure = build_checked_structure(model, probe, options)
     else:
         structure.check_matches(model)
     consumers = {s.path for g in structure.groups.values() for s in g.consumers}
-    monitor = ActivationMonitor(model, consumers, structure.rules)
-
-    def run_probe() -> int:
-        return sum(
-            _run(model, to_device(b, device, dtype)) for b in iterate_probe(probe, max_examples)
-        )
-
-    with norm_statistics(model, stats, run_probe), monitor, torch.no_grad():
-        seen = run_probe()
+    seen, monitor = _observe(model, probe, max_examples, consumers, structure.rules, stats)
     stats = monitor.max_val if criterion == "nonpositive" else monitor.max_abs
     if sync is not None:
         stats = _synced(model, sorted(consumers), stats, sync, structure.rules)
@@ -212,6 +203,28 @@ def _synced(
         sync(tensor)
         out[path] = tensor
     return out
+
+
+def _observe(
+    model: nn.Module,
+    probe: Any,
+    max_examples: int | None,
+    consumers: set[str],
+    rules: LayerRules,
+    stats: NormStats,
+) -> tuple[int, ActivationMonitor]:
+    """Run the probe with the chosen statistics under a monitor of ``consumers``."""
+    device, dtype = device_dtype(model)
+    monitor = ActivationMonitor(model, consumers, rules)
+
+    def run_probe() -> int:
+        return sum(
+            _run(model, to_device(b, device, dtype)) for b in iterate_probe(probe, max_examples)
+        )
+
+    with norm_statistics(model, stats, run_probe), monitor, torch.no_grad():
+        seen = run_probe()
+    return seen, monitor
 
 
 def _run(model: nn.Module, batch: Any) -> int:

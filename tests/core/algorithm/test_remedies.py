@@ -158,3 +158,24 @@ def _history_of(stats):
 def test_bad_remedy_options_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         demp.DemPConfig(**{field: value})
+
+
+def test_variants_resolve_the_remedies_unless_given():
+    from demp.algorithm.config import VARIANTS
+
+    paper, plus = VARIANTS["paper"], VARIANTS["plus"]
+    plain = demp.DemPConfig()
+    assert plain.resolved_variant == "paper"
+    assert {k: getattr(plain, k) for k in paper} == paper
+    target = demp.DemPConfig(target_sparsity=0.8)
+    assert target.resolved_variant == "plus"
+    assert {k: getattr(target, k) for k in plus} == plus
+    forced = demp.DemPConfig(target_sparsity=0.8, variant="paper")
+    assert {k: getattr(forced, k) for k in paper} == paper
+    mixed = demp.DemPConfig(target_sparsity=0.8, variant="paper", shift_push=2.0)
+    assert mixed.shift_push == 2.0 and mixed.death_stats == "running"
+    assert demp.DemPConfig(variant="plus").shift_push == plus["shift_push"]
+    for config in (plain, target, forced, mixed):
+        assert demp.DemPConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="variant"):
+        demp.DemPConfig(variant="best")

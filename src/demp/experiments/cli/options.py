@@ -55,6 +55,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--log-every", None, "log_every", int, None, "steps between metric lines"),
     ("--monitor-every", None, "monitor_every", int, None, "dense runs: steps between dead-unit counts"),
     ("--eval-every", None, "eval_every", int, None, "epochs between test evaluations (the last step is always evaluated)"),
+    ("--variant", "demp", "variant", str, ("auto", "plus", "paper"), "DemP: defaults of the remedies (auto: plus with --target-sparsity, paper without; paper: Algorithm 1 as written)"),
     ("--reg", "demp", "reg", str, REG_KINDS, "DemP regularizer (polarization: per layer, selects units)"),
     ("--reg-update", "demp", "reg_update", str, ("gradient", "proximal"), "DemP: the penalty as a gradient through the optimizer, or a proximal soft-threshold after each step (l1 only)"),
     ("--polarization-t", "demp", "polarization_t", float, None, "DemP: t of --reg polarization"),
