@@ -19,9 +19,21 @@ RegUpdate = Literal["gradient", "proximal"]
 Variant = Literal["auto", "plus", "paper"]
 VARIANTS: dict[str, dict[str, Any]] = {
     # Algorithm 1 as the paper writes it (and as the authors' code runs the death check)
-    "paper": {"death_stats": "running", "shift_push": 0.0, "target_deadline": 1.0},
+    "paper": {
+        "reg_strength": 1e-3,
+        "target_max_scale": 64.0,
+        "death_stats": "running",
+        "shift_push": 0.0,
+        "target_deadline": 1.0,
+    },
     # DemP+: the best measured on the long preset (benchmarks/RESULTS-demp.md)
-    "plus": {"death_stats": "batch", "shift_push": 1.0, "target_deadline": 0.6},
+    "plus": {
+        "reg_strength": 5e-2,
+        "target_max_scale": 6.0,
+        "death_stats": "batch",
+        "shift_push": 1.0,
+        "target_deadline": 0.6,
+    },
 }
 
 
@@ -41,7 +53,8 @@ class DemPConfig:
         reg_target: ``"norm_scale"`` (normalization scales, the paper's default) or ``"all"``.
         reg_strength: Peak regularization strength lambda. At CPU scale (Fashion-MNIST,
             ResNet-18 width 16, Adam lr 5e-3, 1250 steps) 1e-3 / 3e-3 / 1e-2 gave about
-            37 / 69 / 84 % weight sparsity (FACTS §6); tune per setup.
+            37 / 69 / 84 % weight sparsity (FACTS §6); tune per setup (*variant*: 1e-3
+            for the paper's algorithm, 5e-2 for DemP+, the controller's measured start).
         noise: ``"asymmetric"`` (default), ``"symmetric"`` or ``"off"``.
         noise_std: Peak noise standard deviation (the paper's "variance 5e-5" is used as a
             standard deviation in the authors' code; see :mod:`demp.algorithm.noise`).
@@ -72,7 +85,9 @@ class DemPConfig:
             learning rate is high).
         target_release: Once the target is reached, the strength (and the noise) decay to
             zero along a half cosine over this fraction of the run.
-        target_max_scale: Ceiling of the controller's multiplier of ``reg_strength``. At
+        target_max_scale: Ceiling of the controller's multiplier of ``reg_strength``
+            (*variant*: 64 for the paper's algorithm, 6 for DemP+: a strength of 0.3 on the
+            long preset, above which the model was measured to collapse). At
             the ceiling, three check intervals without progress give the target up: the strength
             is released and the run ends short of the target, with a note (a strength far
             above the loss gradients shrinks every unit, useful ones included:
@@ -111,7 +126,7 @@ class DemPConfig:
 
     reg: RegKind = "l1"
     reg_target: RegTarget = "norm_scale"
-    reg_strength: float = 1e-3
+    reg_strength: float | None = None
     noise: NoiseKind = "asymmetric"
     noise_std: float = 5e-5
     schedule: Schedule = field(default_factory=OneCycle)
@@ -131,7 +146,7 @@ class DemPConfig:
     target_metric: Metric = "weight"
     target_reach: float = 0.3
     target_release: float = 0.05
-    target_max_scale: float = 64.0
+    target_max_scale: float | None = None
     target_deadline: float | None = None
     reg_weighting: RegWeighting = "auto"
     min_fraction: float = 0.0

@@ -10,9 +10,9 @@
   (dense error about 14 %), 30 epochs of AdamW (decoupled weight decay 5e-4, as the
   authors ran it: FACTS §7) lr 5e-3 with x0.2 steps every 31 % of the run, test
   evaluation every 5 epochs. Every method matched at 70 /
-  80 / 90 / 95 % weight sparsity (DemP through its target controller, the baselines
-  through ``--target-metric weight``), 3 seeds: 75 runs, two single-thread runs side by
-  side (``--jobs 2``).
+  80 / 90 / 95 % weight sparsity (DemP through its target controller with DemP+'s
+  defaults, the baselines through ``--target-metric weight``), 3 seeds: 75 runs, two
+  single-thread runs side by side (``--jobs 2``).
 - ``paper``: the paper's ResNet-18 / CIFAR-10 recipe as the authors ran it (250 epochs,
   batch 128, AdamW lr 5e-3 with decoupled weight decay 5e-4, x0.2 every 77 epochs, death
   checks every 5000 steps on 3 x 512 probe images), for a GPU; needs ``--data-dir`` with
@@ -34,7 +34,6 @@ GROUPS = {"unstructured": UNSTRUCTURED_METHODS}
 
 
 LONG_LEVELS = (0.7, 0.8, 0.9, 0.95)
-LONG_REG_STRENGTH = 1e-2  # the controller's start: 79 % where 3e-3 stopped at 67 % (RESULTS.md)
 
 
 @dataclass(frozen=True)
@@ -144,7 +143,7 @@ PRESETS = {
             "epochs": 30, "batch_size": 128, "eval_every": 5,
         },
         demp_strengths=(), targets=LONG_LEVELS, seeds=(0, 1, 2), demp_targets=LONG_LEVELS,
-        target_metric="weight", demp={"reg_strength": LONG_REG_STRENGTH},
+        target_metric="weight",  # DemP: DemP+'s defaults (benchmarks/RESULTS-demp.md)
     ),
     "paper": Preset(
         "paper",
