@@ -169,34 +169,31 @@ class DemPConfig:
         _choice("reg_update", self.reg_update, ("gradient", "proximal"))
         if self.reg_update == "proximal" and self.reg != "l1":
             raise ValueError(f"DemPConfig.reg_update='proximal' needs reg='l1', got {self.reg!r}")
-        for name in ("shift_push", "shift_push_below", "polarization_t"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"DemPConfig.{name} must be a finite number >= 0, got {value}")
         _choice("reg_target", self.reg_target, ("norm_scale", "all"))
         _choice("noise", self.noise, ("asymmetric", "symmetric", "off"))
         _choice("criterion", self.criterion, ("zero", "eps", "nonpositive"))
         _choice("target_metric", self.target_metric, METRICS)
         _choice("reg_weighting", self.reg_weighting, ("auto", "uniform", "params", "flops"))
         self._check_steering()
-        for name in ("reg_strength", "noise_std"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"DemPConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.prune_every is not None and self.prune_every < 1:
-            raise ValueError(f"DemPConfig.prune_every must be >= 1, got {self.prune_every}")
-        if self.prune_start < 0:
-            raise ValueError(f"DemPConfig.prune_start must be >= 0, got {self.prune_start}")
-        if self.probe_size < 1:
-            raise ValueError(f"DemPConfig.probe_size must be >= 1, got {self.probe_size}")
-        if self.min_units < 1:
-            raise ValueError(f"DemPConfig.min_units must be >= 1, got {self.min_units}")
-        if self.round_to is not None and self.round_to < 1:
-            raise ValueError(f"DemPConfig.round_to must be >= 1, got {self.round_to}")
+        self._check_numbers()
         for name in ("schedule", "noise_schedule"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ValueError(f"DemPConfig.{name} must be callable (step, total_steps)")
         object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
+
+    def _check_numbers(self) -> None:
+        """Every numeric option finite, of the right type and in its range."""
+        for name in _NON_NEGATIVE:
+            _number(name, getattr(self, name), 0.0)
+        if self.eps is not None:
+            _number("eps", self.eps, 0.0)
+        for name, low in _INTEGERS.items():
+            value = getattr(self, name)
+            if value is None and name in ("prune_every", "round_to"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"DemPConfig.{name} must be an integer >= {low}, got {value!r}")
 
     def _check_steering(self) -> None:
         target = self.target_sparsity
@@ -207,10 +204,7 @@ class DemPConfig:
         for name in ("target_reach", "target_release", "target_deadline"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"DemPConfig.{name} must be in (0, 1], got {getattr(self, name)}")
-        if not self.target_max_scale >= 1.0:
-            raise ValueError(
-                f"DemPConfig.target_max_scale must be >= 1, got {self.target_max_scale}"
-            )
+        _number("target_max_scale", self.target_max_scale, 1.0)
         if not 0.0 <= self.min_fraction < 1.0:
             raise ValueError(f"DemPConfig.min_fraction must be in [0, 1), got {self.min_fraction}")
         if self.reg_weighting not in ("auto", "uniform") and self.reg_target != "norm_scale":
@@ -266,6 +260,18 @@ class DemPConfig:
         if "ignored_layers" in data:
             data["ignored_layers"] = tuple(data["ignored_layers"])
         return cls(**data)
+
+
+_NON_NEGATIVE = ("reg_strength", "noise_std", "shift_push", "shift_push_below", "polarization_t")
+_INTEGERS = {"prune_every": 1, "prune_start": 0, "probe_size": 1, "min_units": 1, "round_to": 1,
+             "seed": 0}  # fmt: skip
+
+
+def _number(name: str, value: object, low: float) -> None:
+    """``value`` must be a finite real number >= ``low`` (a clear error naming the option)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value >= low):  # type: ignore[arg-type]
+        raise ValueError(f"DemPConfig.{name} must be a finite number >= {low:g}, got {value!r}")
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

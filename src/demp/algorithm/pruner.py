@@ -25,7 +25,7 @@ from ..accounting import CostLedger, count_trainable
 from ..batches import device_dtype, iterate_probe, take, to_device
 from ..death.criteria import DeadUnits, find_dead
 from ..errors import DempError
-from ..ops.optim_state import check_optimizer
+from ..ops.optim_state import check_optimizer, optimized
 from ..structure import Structure, build_checked_structure
 from ..surgery import SurgeryReport, remove_units
 from .config import DemPConfig
@@ -92,8 +92,10 @@ class DemonPruner:
         self.callbacks: list[StructureCallback] = list(on_structure_change)
         self._probe = list(iterate_probe(probe, self.config.probe_size))
         self.structure = self._build_structure()
-        self._params = [p for p in model.parameters() if p.requires_grad]
-        self._reg_params = regularized_parameters(model, self.config.reg_target)
+        ids = _optimized_ids(model, optimizer)
+        self._params = [p for p in model.parameters() if p.requires_grad and id(p) in ids]
+        reg = regularized_parameters(model, self.config.reg_target)
+        self._reg_params = [p for p in reg if id(p) in ids]
         self._shifts = shift_pairs(model, self._reg_params)
         if self.config.reg != "off" and self.config.reg_strength and not self._reg_params:
             warnings.warn(
@@ -373,6 +375,18 @@ class DemonPruner:
             }
         )
         self._last_event = now
+
+
+def _optimized_ids(model: nn.Module, optimizer: torch.optim.Optimizer) -> set[int]:
+    """Ids of the parameters the optimizer updates; a warning names trainable ones it skips."""
+    ids, outside = optimized(model, optimizer)
+    if outside:
+        warnings.warn(
+            f"DemonPruner: {len(outside)} trainable parameter(s) are not in the optimizer "
+            f"and get neither noise nor penalty: {', '.join(outside[:5])}",
+            stacklevel=3,
+        )
+    return ids
 
 
 def _first_difference(now: dict[str, int], saved: dict[str, int]) -> str:

@@ -60,3 +60,18 @@ def sliced_state(
                 value = value.index_select(dim, keep.to(value.device))
             out[key] = value
     return out
+
+
+def optimized(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[set[int], list[str]]:
+    """The ids of the parameters ``optimizer`` updates, and the trainable ones it does not.
+
+    Returns:
+        ``ids``: ``id(p)`` of every parameter in the optimizer's groups; ``outside``: the
+        names of ``model``'s parameters with ``requires_grad`` that no group holds (a
+        frozen layer left out of the optimizer): DemP adds neither noise nor penalty there.
+    """
+    ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    outside = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in ids]
+    return ids, outside

@@ -309,5 +309,29 @@ def test_prune_start_delays_the_first_check():
     train(model, opt, x, y, 1)
     assert [e["step"] for e in pruner.history] == [6] and model.features[0].out_channels == 5
     pruner.detach()
-    with pytest.raises(ValueError, match="prune_start must be >= 0"):
+    with pytest.raises(ValueError, match="prune_start must be an integer >= 0"):
         demp.DemPConfig(prune_start=-1)
+
+
+def test_parameters_outside_the_optimizer_stay_bit_identical():
+    """Noise and penalty touch only what the optimizer updates (a left-out layer, lr 0 or not)."""
+    torch.manual_seed(0)
+    model = VGG(channels=(4, 6), size=8)
+    x, y = torch.randn(32, 3, 8, 8), torch.randint(0, 4, (32,))
+    left_out = list(model.features[0].parameters()) + list(model.features[1].parameters())
+    ids = {id(p) for p in left_out}
+    opt = torch.optim.SGD([p for p in model.parameters() if id(p) not in ids], lr=0.0)
+    cfg = demp.DemPConfig(noise="symmetric", noise_std=1e-2, reg_strength=1.0,
+                          schedule=demp.Constant(), shift_push=1.0, prune_every=1000)  # fmt: skip
+    with pytest.warns(UserWarning, match="not in the optimizer.*features.0.weight"):
+        pruner = demp.DemonPruner(model, opt, x, total_steps=1000, config=cfg)
+    before = [p.detach().clone() for p in left_out]
+    inside = model.fc1.weight.detach().clone()
+    for _ in range(5):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert pruner.step == 5
+    for p, b in zip(left_out, before, strict=True):
+        assert torch.equal(p.detach(), b)
+    assert not torch.equal(model.fc1.weight.detach(), inside)  # the optimizer's get the noise

@@ -110,9 +110,7 @@ def test_shift_push_turns_a_linear_unit_into_a_dead_one():
     bn = model.features[1]
     with torch.no_grad():
         bn.weight[0], bn.bias[0] = 1e-4, 0.05
-    opt = torch.optim.Adam(
-        [p for n, p in model.named_parameters() if n == "features.1.bias"], lr=1e-2
-    )
+    opt = torch.optim.Adam([bn.weight, bn.bias], lr=1e-2)  # no loss gradient: the push only
     cfg = demp.DemPConfig(
         reg="off", reg_strength=1.0, shift_push=1.0, schedule=demp.Constant(), noise="off",
         prune_every=1000, death_stats="batch",
@@ -153,7 +151,11 @@ def _history_of(stats):
 @pytest.mark.parametrize(
     "field, value",
     [("shift_push", -1.0), ("shift_push", float("nan")), ("shift_push_below", float("inf")),
-     ("polarization_t", -0.5), ("death_stats", "stale"), ("reg", "l0")],
+     ("polarization_t", -0.5), ("death_stats", "stale"), ("reg", "l0"),
+     ("reg_strength", float("nan")), ("reg_strength", float("inf")), ("noise_std", float("nan")),
+     ("prune_every", 2.5), ("prune_every", 0), ("probe_size", True), ("seed", -1),
+     ("eps", float("nan")), ("target_max_scale", float("inf")), ("target_deadline", float("nan")),
+     ("target_reach", 0.0), ("min_fraction", float("nan"))],
 )  # fmt: skip
 def test_bad_remedy_options_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
