@@ -33,7 +33,7 @@ def test_a_flops_target_is_met_in_flops(tmp_path):
 
 def test_demp_lands_at_its_target_sparsity_never_past_it(tmp_path):
     s = _summary(tmp_path, "--method", "demp", "--target-sparsity", "0.6", "--target-metric",
-                 "weight", "--reg-strength", "0.05")  # fmt: skip
+                 "weight", "--reg-strength", "0.05", "--variant", "paper")  # fmt: skip
     assert 0.57 <= s["weight_sparsity"] <= 0.6
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["demp"]["target_metric"] == "weight"  # the flat flag went to DemPConfig

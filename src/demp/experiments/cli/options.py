@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from ...algorithm.config import DemPConfig
+from ...algorithm.config import VARIANTS, DemPConfig
 from ...algorithm.regularizer import REG_KINDS
 from ...death.norm_stats import NORM_STATS
 from ...methods import method_names, option_fields
@@ -133,6 +133,8 @@ def default_of(section: str | None, key: str) -> Any:
     found = fields.get(key)
     if found is None or found.default is dataclasses.MISSING:
         return None
+    if section and found.default is None and key in VARIANTS["paper"]:
+        return " / ".join(f"{name} {values[key]}" for name, values in VARIANTS.items())
     return found.default
 
 
