@@ -16,7 +16,8 @@ def test_every_variant_builds_a_valid_config_on_the_long_base(monkeypatch):
             assert (config.demp.target_sparsity == 0.8) == (mode == "target")
     prox = script.config_of("push-batch-prox", "target", 0).demp
     assert prox.reg_update == "proximal" and prox.reg_strength == 0.3
-    paper = demp.DemPConfig(reg_strength=0.2, variant="paper")
+    assert prox.target_max_scale == 6.0
+    paper = demp.DemPConfig(reg_strength=0.1, variant="paper")
     assert script.config_of("paper", "fixed", 0).demp == paper
     assert script.config_of("plus", "target", 0).demp.resolved_variant == "plus"
 
