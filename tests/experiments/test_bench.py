@@ -138,6 +138,31 @@ def test_long_preset_matches_every_method_at_each_weight_level():
         Preset("x", {}, demp_strengths=(0.5,), targets=(), seeds=(0,), demp_targets=(0.5,))
 
 
+def test_long_and_paper_presets_train_with_adamw_and_demp_plus():
+    for name in ("long", "paper"):
+        for _, opts in PRESETS[name].runs():
+            config = TrainConfig.from_dict(opts)
+            assert config.optimizer == "adamw" and config.weight_decay == 5e-4
+    demp_runs = [
+        TrainConfig.from_dict(o) for _, o in PRESETS["long"].runs() if o["method"] == "demp"
+    ]
+    assert all(c.demp.resolved_variant == "plus" and c.demp.shift_push == 1.0 for c in demp_runs)
+    assert PRESETS["paper"].demp["probe_size"] == 1536  # the authors' 3 x 512
+
+
+def test_steps_preset_is_step_faithful():
+    runs = PRESETS["steps"].runs()
+    assert len(runs) == 3 * (1 + 3 * 2)
+    methods = {o["method"] for _, o in runs}
+    assert methods == {"dense", "demp", "snap", "earlycrop-s"}
+    for _, opts in runs:
+        config = TrainConfig.from_dict(opts)
+        assert config.steps >= 30000 and config.model == "cnn1d" and config.optimizer == "adamw"
+        assert (config.lr_schedule, config.lr_decay_every) == ("step", 0.308)
+        if opts["method"] == "demp":
+            assert config.demp.target_sparsity in (0.8, 0.9)
+
+
 def test_a_preset_can_include_the_unstructured_group():
     runs = PRESETS["long"].runs(include=("unstructured",))
     assert len(runs) == 3 * (1 + 6 * 4 + 4 * 4)

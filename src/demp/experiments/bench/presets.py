@@ -13,6 +13,11 @@
   80 / 90 / 95 % weight sparsity (DemP through its target controller with DemP+'s
   defaults, the baselines through ``--target-metric weight``), 3 seeds: 75 runs, two
   single-thread runs side by side (``--jobs 2``).
+- ``steps``: the paper's step count at CPU cost (issue #26): 30,000 steps of a 1-D CNN
+  (cnn1d, width 1: 13.8k parameters, a step of a few milliseconds) on 16k MNIST-1D
+  sequences (240 epochs, about the paper's 250), AdamW lr 5e-3 x0.2 every 30.8 % of the
+  run (the paper's shape), weight decay 5e-4; DemP (DemP+'s defaults) against SNAP and
+  EarlyCroP-S at 80 and 90 % weight sparsity, 3 seeds: 21 runs.
 - ``paper``: the paper's ResNet-18 / CIFAR-10 recipe as the authors ran it (250 epochs,
   batch 128, AdamW lr 5e-3 with decoupled weight decay 5e-4, x0.2 every 77 epochs, death
   checks every 5000 steps on 3 x 512 probe images), for a GPU; needs ``--data-dir`` with
@@ -34,6 +39,7 @@ GROUPS = {"unstructured": UNSTRUCTURED_METHODS}
 
 
 LONG_LEVELS = (0.7, 0.8, 0.9, 0.95)
+STEPS_LEVELS = (0.8, 0.9)
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,17 @@ PRESETS = {
         },
         demp_strengths=(), targets=LONG_LEVELS, seeds=(0, 1, 2), demp_targets=LONG_LEVELS,
         target_metric="weight",  # DemP: DemP+'s defaults (benchmarks/RESULTS-demp.md)
+    ),
+    "steps": Preset(
+        "steps",
+        base={
+            "dataset": "mnist1d", "train_size": 16000, "test_size": 4000, "model": "cnn1d",
+            "width": 1.0, "optimizer": "adamw", "lr": 5e-3, "lr_schedule": "step",
+            "lr_decay_factor": 0.2, "lr_decay_every": 0.308, "weight_decay": 5e-4,
+            "steps": 30000, "batch_size": 128, "eval_every": 40, "log_every": 250,
+        },
+        demp_strengths=(), targets=STEPS_LEVELS, seeds=(0, 1, 2), demp_targets=STEPS_LEVELS,
+        methods=("dense", "demp", "snap", "earlycrop-s"), target_metric="weight",
     ),
     "paper": Preset(
         "paper",
