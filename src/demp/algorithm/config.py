@@ -37,6 +37,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _opt(
+    default: Any, help_text: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None
+) -> Any:
+    """A DemPConfig field with its command-line flag: help, choices, flag name."""
+    return field(default=default, metadata={"help": help_text, "choices": choices, "flag": flag})
+
+
 @dataclass(frozen=True)
 class DemPConfig:
     """Options of :class:`~demp.DemonPruner` (paper Algorithm 1).
@@ -124,40 +131,42 @@ class DemPConfig:
             ``lr * lambda_t * w`` after each optimizer step, decoupled from Adam).
     """
 
-    reg: RegKind = "l1"
-    reg_target: RegTarget = "norm_scale"
-    reg_strength: float | None = None
-    noise: NoiseKind = "asymmetric"
-    noise_std: float = 5e-5
-    schedule: Schedule = field(default_factory=OneCycle)
-    noise_schedule: Schedule | None = None
-    prune_every: int | None = None
-    prune_start: int = 0
-    dynamic: bool = True
-    probe_size: int = 512
-    criterion: Criterion = "zero"
-    eps: float | None = None
-    min_units: int = 1
-    round_to: int | None = None
-    ignored_layers: tuple[str, ...] = ()
-    allow_inexact_norm: bool = False
-    seed: int = 0
-    target_sparsity: float | None = None
-    target_metric: Metric = "weight"
-    target_reach: float = 0.3
-    target_release: float = 0.05
-    target_max_scale: float | None = None
-    target_deadline: float | None = None
-    reg_weighting: RegWeighting = "auto"
-    min_fraction: float = 0.0
-    revive: bool = True
-    death_stats: NormStats | None = None
-    count_stale: bool = True
-    shift_push: float | None = None
-    shift_push_below: float = 1e-3
-    polarization_t: float = POLARIZATION_T
-    reg_update: RegUpdate = "gradient"
-    variant: Variant = "auto"
+    # fmt: off
+    reg: RegKind = _opt("l1", "DemP regularizer (polarization: per layer, selects units)", choices=REG_KINDS)
+    reg_target: RegTarget = _opt("norm_scale", "parameters regularized", choices=("norm_scale", "all"))
+    reg_strength: float | None = _opt(None, "peak regularization strength lambda (DemP+: the controller's start)")
+    noise: NoiseKind = _opt("asymmetric", "DemP noise", choices=("asymmetric", "symmetric", "off"))
+    noise_std: float = _opt(5e-5, "peak noise standard deviation")
+    schedule: Schedule = field(default_factory=OneCycle, metadata={"cli": "--schedule/--warmup"})
+    noise_schedule: Schedule | None = field(default=None, metadata={"cli": None})
+    prune_every: int | None = _opt(None, "steps between death checks (default 5%% of the run)")
+    prune_start: int = _opt(0, "no death check before this step (paper §4.3, ViT)")
+    dynamic: bool = field(default=True, metadata={"cli": "--dynamic/--no-dynamic"})
+    probe_size: int = _opt(512, "probe examples for death checks")
+    criterion: Criterion = _opt("zero", "death criterion", choices=("zero", "eps", "nonpositive"))
+    eps: float | None = _opt(None, "death criterion threshold")
+    min_units: int = _opt(1, "never leave a group with fewer units")
+    round_to: int | None = _opt(None, "keep widths at multiples of this")
+    ignored_layers: tuple[str, ...] = field(default=(), metadata={"cli": "--ignored-layers"})
+    allow_inexact_norm: bool = field(default=False, metadata={"cli": "--allow-inexact-norm"})
+    seed: int = _opt(0, "seed of the DemP noise generator", flag="--demp-seed")
+    target_sparsity: float | None = _opt(None, "DemP+: sparsity to reach in --target-metric (a controller drives lambda)")
+    target_metric: Metric = field(default="weight", metadata={"cli": "--target-metric"})
+    target_reach: float = _opt(0.3, "DemP+: fraction of the run by which the target should be reached")
+    target_release: float = _opt(0.05, "DemP+: fraction of the run over which lambda decays once reached")
+    target_max_scale: float | None = _opt(None, "DemP+: ceiling of the controller's multiplier of --reg-strength")
+    target_deadline: float | None = _opt(None, "DemP+: fraction of the run after which a target not reached is given up (1: never)")
+    reg_weighting: RegWeighting = _opt("auto", "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)", choices=("auto", "uniform", "params", "flops"))
+    min_fraction: float = _opt(0.0, "DemP+: never cut a group below this fraction of its width")
+    revive: bool = _opt(True, "DemP+: revive the dead units a target keeps, with zero fan-out (true/false)")
+    death_stats: NormStats | None = _opt(None, "DemP: BatchNorm statistics of the death check (running: eval mode; batch: the probe batch's, as in training; reestimate: recomputed on the probe)", choices=NORM_STATS)
+    count_stale: bool = _opt(True, "DemP: also count the units the running statistics would call dead (true/false)")
+    shift_push: float | None = _opt(None, "DemP: push the shifts of shrunken units below zero with this multiple of lambda (0: off)")
+    shift_push_below: float = _opt(1e-3, "DemP: the push acts on units with |gamma| below this")
+    polarization_t: float = _opt(POLARIZATION_T, "DemP: t of --reg polarization")
+    reg_update: RegUpdate = _opt("gradient", "DemP: the penalty as a gradient through the optimizer, or a proximal soft-threshold after each step (l1 only)", choices=("gradient", "proximal"))
+    variant: Variant = _opt("auto", "DemP: defaults of the remedies (auto: plus with --target-sparsity, paper without; paper: Algorithm 1 as written)", choices=("auto", "plus", "paper"))
+    # fmt: on
 
     def __post_init__(self) -> None:
         _choice("variant", self.variant, ("auto", *VARIANTS))

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ...algorithm.config import VARIANTS, DemPConfig
-from ...algorithm.regularizer import REG_KINDS
-from ...death.norm_stats import NORM_STATS
 from ...methods import method_names, option_fields
 from ...schedules import Constant, CosineDecay, OneCycle, Warmup
 from ..data import DATASETS
@@ -55,33 +53,6 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--log-every", None, "log_every", int, None, "steps between metric lines"),
     ("--monitor-every", None, "monitor_every", int, None, "dense runs: steps between dead-unit counts"),
     ("--eval-every", None, "eval_every", int, None, "epochs between test evaluations (the last step is always evaluated)"),
-    ("--variant", "demp", "variant", str, ("auto", "plus", "paper"), "DemP: defaults of the remedies (auto: plus with --target-sparsity, paper without; paper: Algorithm 1 as written)"),
-    ("--reg", "demp", "reg", str, REG_KINDS, "DemP regularizer (polarization: per layer, selects units)"),
-    ("--reg-update", "demp", "reg_update", str, ("gradient", "proximal"), "DemP: the penalty as a gradient through the optimizer, or a proximal soft-threshold after each step (l1 only)"),
-    ("--polarization-t", "demp", "polarization_t", float, None, "DemP: t of --reg polarization"),
-    ("--shift-push", "demp", "shift_push", float, None, "DemP: push the shifts of shrunken units below zero with this multiple of lambda (0: off)"),
-    ("--shift-push-below", "demp", "shift_push_below", float, None, "DemP: the push acts on units with |gamma| below this"),
-    ("--death-stats", "demp", "death_stats", str, NORM_STATS, "DemP: BatchNorm statistics of the death check (running: eval mode; batch: the probe batch's, as in training; reestimate: recomputed on the probe)"),
-    ("--count-stale", "demp", "count_stale", parse_bool, None, "DemP: also count the units the running statistics would call dead (true/false)"),
-    ("--reg-target", "demp", "reg_target", str, ("norm_scale", "all"), "parameters regularized"),
-    ("--reg-strength", "demp", "reg_strength", float, None, "peak regularization strength lambda"),
-    ("--noise", "demp", "noise", str, ("asymmetric", "symmetric", "off"), "DemP noise"),
-    ("--noise-std", "demp", "noise_std", float, None, "peak noise standard deviation"),
-    ("--prune-every", "demp", "prune_every", int, None, "steps between death checks (default 5%% of the run)"),
-    ("--prune-start", "demp", "prune_start", int, None, "no death check before this step (paper §4.3, ViT)"),
-    ("--probe-size", "demp", "probe_size", int, None, "probe examples for death checks"),
-    ("--criterion", "demp", "criterion", str, ("zero", "eps", "nonpositive"), "death criterion"),
-    ("--eps", "demp", "eps", float, None, "death criterion threshold"),
-    ("--min-units", "demp", "min_units", int, None, "never leave a group with fewer units"),
-    ("--round-to", "demp", "round_to", int, None, "keep widths at multiples of this"),
-    ("--demp-seed", "demp", "seed", int, None, "seed of the DemP noise generator"),
-    ("--target-sparsity", "demp", "target_sparsity", float, None, "DemP+: sparsity to reach in --target-metric (a controller drives lambda)"),
-    ("--target-reach", "demp", "target_reach", float, None, "DemP+: fraction of the run by which the target should be reached"),
-    ("--target-release", "demp", "target_release", float, None, "DemP+: fraction of the run over which lambda decays once reached"),
-    ("--target-deadline", "demp", "target_deadline", float, None, "DemP+: fraction of the run after which a target not reached is given up (1: never)"),
-    ("--target-max-scale", "demp", "target_max_scale", float, None, "DemP+: ceiling of the controller's multiplier of --reg-strength"),
-    ("--reg-weighting", "demp", "reg_weighting", str, ("auto", "uniform", "params", "flops"), "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)"),
-    ("--min-fraction", "demp", "min_fraction", float, None, "DemP+: never cut a group below this fraction of its width"),
 ]  # fmt: skip
 
 SCHEDULES = {
@@ -104,6 +75,24 @@ def flag_type(f: dataclasses.Field) -> Callable[[str], Any]:
     return _FLAG_TYPES.get(names[0] if len(names) == 1 else "str", str)
 
 
+def demp_options() -> list[tuple[str, str | None, str, Any, tuple | None, str]]:
+    """One row per :class:`~demp.DemPConfig` field that declares a flag (its metadata).
+
+    The fields without a plain flag (``schedule``, ``dynamic``, ``ignored_layers``...) have
+    their own arguments in :func:`add_train_options`; ``target_metric`` is the flag shared
+    with the baselines (``--target-metric``).
+    """
+    rows = []
+    for f in dataclasses.fields(DemPConfig):
+        if "help" not in f.metadata:
+            continue
+        flag = f.metadata.get("flag") or f"--{f.name.replace('_', '-')}"
+        rows.append(
+            (flag, "demp", f.name, flag_type(f), f.metadata.get("choices"), f.metadata["help"])
+        )
+    return rows
+
+
 def method_options() -> list[tuple[str, str | None, str, Any, tuple | None, str]]:
     """One row per option of the registered methods (``--target``, ``--slim-lambda``...)."""
     rows = []
@@ -121,7 +110,7 @@ def all_options() -> list[tuple[str, str | None, str, Any, tuple | None, str]]:
     rows = [
         (*row[:4], method_names() if row[2] == "method" else row[4], row[5]) for row in RUN_OPTIONS
     ]
-    return rows + method_options()
+    return rows + demp_options() + method_options()
 
 
 def default_of(section: str | None, key: str) -> Any:

@@ -1,0 +1,42 @@
+"""Every DemPConfig field has a flag and every DemP flag a field (declared once, principle 14)."""
+
+import dataclasses
+
+import pytest
+
+import demp
+from demp.experiments.cli.main import build_parser
+from demp.experiments.cli.options import all_options, overrides_from_args
+
+
+def train_parser():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices["train"]
+
+
+def test_every_demp_field_has_a_flag_and_every_flag_a_field():
+    fields = {f.name: f for f in dataclasses.fields(demp.DemPConfig)}
+    rows = {key: flag for flag, section, key, *_ in all_options() if section == "demp"}
+    assert set(rows) <= set(fields)  # every DemP flag names a field
+    flags = {s for a in train_parser()._actions for s in a.option_strings}
+    for name, f in fields.items():
+        if name in rows:
+            assert rows[name] in flags
+            continue
+        cli = f.metadata.get("cli", "missing")
+        assert cli != "missing", f"DemPConfig.{name} declares no flag"
+        if cli is not None:  # a field set only in code (a custom schedule) says None
+            assert all(part in flags for part in cli.split("/")), (name, cli)
+
+
+@pytest.mark.parametrize(
+    "argv, key, value",
+    [(["--shift-push", "2"], "shift_push", 2.0), (["--revive", "false"], "revive", False),
+     (["--death-stats", "reestimate"], "death_stats", "reestimate"),
+     (["--demp-seed", "7"], "seed", 7), (["--variant", "paper"], "variant", "paper")],
+)  # fmt: skip
+def test_generated_flags_reach_the_config(argv, key, value):
+    args = train_parser().parse_args(argv)
+    assert overrides_from_args(args)["demp"][key] == value
+    assert getattr(demp.DemPConfig(**{key: value}), key) == value
