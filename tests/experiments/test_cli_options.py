@@ -40,3 +40,21 @@ def test_generated_flags_reach_the_config(argv, key, value):
     args = train_parser().parse_args(argv)
     assert overrides_from_args(args)["demp"][key] == value
     assert getattr(demp.DemPConfig(**{key: value}), key) == value
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--lr", "inf"), ("--lr", "nan"), ("--weight-decay", "-1"), ("--epochs", "-1"),
+     ("--steps", "0"), ("--momentum", "nan"), ("--reg-strength", "nan"), ("--noise-std", "nan"),
+     ("--reg-strength", "inf"), ("--batch-size", "0")],
+)  # fmt: skip
+def test_bad_numbers_are_refused_in_one_line_naming_the_flag(flag, value, tmp_path, capsys):
+    from demp.experiments.cli.main import main
+
+    argv = ["train", "--dataset", "synthetic", "--steps", "2", flag, value, "--no-progress",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    name = flag.lstrip("-").replace("-", "_")
+    assert name in err and "must be" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoint").exists()

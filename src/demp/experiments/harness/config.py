@@ -17,6 +17,7 @@ A TOML file holds top-level run options (the options of the registered methods, 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,9 +93,7 @@ class TrainConfig:
             )
         if self.steps is None and self.epochs is None:
             raise DempError("give the training length: steps or epochs")
-        for name in ("lr", "batch_size", "log_every", "eval_every"):
-            if getattr(self, name) <= 0:
-                raise DempError(f"{name} must be positive, got {getattr(self, name)}")
+        _check_numbers(self)
 
     def residual_mode(self) -> str:
         """``residual`` with ``auto`` resolved: ``"coupled"`` or ``"per-block"``."""
@@ -148,6 +147,37 @@ class TrainConfig:
             return cls(**data, demp=demp, method_options=options)
         except (TypeError, ValueError) as err:
             raise DempError(f"invalid run options: {err}") from err
+
+
+# option -> (kind, lowest, highest, lowest allowed itself); None values skip the check
+_NUMBERS: dict[str, tuple[str, float, float, bool]] = {
+    "lr": ("real", 0.0, math.inf, False), "weight_decay": ("real", 0.0, math.inf, True),
+    "momentum": ("real", 0.0, 1.0, True), "lr_decay_factor": ("real", 0.0, 1.0, False),
+    "lr_decay_every": ("real", 0.0, 1.0, False), "width": ("real", 0.0, math.inf, False),
+    "epochs": ("real", 0.0, math.inf, False), "steps": ("int", 1, math.inf, True),
+    "batch_size": ("int", 1, math.inf, True), "log_every": ("int", 1, math.inf, True),
+    "eval_every": ("int", 1, math.inf, True), "monitor_every": ("int", 1, math.inf, True),
+    "train_size": ("int", 1, math.inf, True), "test_size": ("int", 1, math.inf, True),
+    "seed": ("int", 0, math.inf, True), "data_seed": ("int", 0, math.inf, True),
+}  # fmt: skip
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    """Every numeric run option finite, of its type and in its range, or a one-line error."""
+    for name, (kind, low, high, closed) in _NUMBERS.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        real = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = real and math.isfinite(value) and (value >= low if closed else value > low)
+        ok = ok and value <= high and (kind == "real" or float(value).is_integer())
+        if not ok:
+            what = "an integer" if kind == "int" else "a finite number"
+            bound = f"{'>=' if closed else '>'} {low:g}" + (
+                f" and <= {high:g}" if high < math.inf else ""
+            )
+            flag = "--" + name.replace("_", "-")
+            raise DempError(f"{name} ({flag}) must be {what} {bound}, got {value!r}")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
