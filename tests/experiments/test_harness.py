@@ -188,3 +188,23 @@ def test_report_times_training_apart_from_evaluation(tmp_path):
         (folder / "config.json").write_text(json.dumps(config))
     table = markdown(load_runs([tmp_path / "dense", tmp_path / "demp"]))
     assert "| 10 | 7 | 1.00x |" in table and "| 4 | 1 | 2.50x |" in table  # not 99 s
+
+
+def test_truncate_after_keeps_every_line_of_the_resume_step_and_none_after(tmp_path):
+    """A resume from step 20 keeps step 20's lines (its check, its epoch) and drops 21+."""
+    import json
+
+    from demp.experiments.harness.rundir import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    records = [{"kind": "check", "step": 0}, {"kind": "step", "step": 10},
+               {"kind": "step", "step": 20}, {"kind": "check", "step": 20},
+               {"kind": "epoch", "step": 20}, {"kind": "step", "step": 21},
+               {"kind": "check", "step": 30}]  # fmt: skip
+    for r in records:
+        log.write(r)
+    with log.path.open("a") as f:
+        f.write('{"kind": "step", "st')  # a torn last line
+    log.truncate_after(20)
+    kept = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert kept == records[:5]

@@ -50,6 +50,18 @@ def test_anti_windup_holds_the_scale_while_deaths_keep_up():
     assert c.scale > held
 
 
+def test_anti_windup_holds_at_exactly_half_the_lag_and_not_below():
+    """The closed form: held iff the interval's rise >= 0.5 x the remaining lag."""
+    ref = 0.8 * 200 / 500  # reference at step 200 (reach 0.5 of 1000 steps)
+    half = ref / 3  # a rise from 0 to s closes half the lag when s = 0.5 (ref - s)
+    for sparsity, held in [(half + 1e-12, True), (half - 0.005, False)]:
+        c = TargetController(0.8, 1000, Constant(), reach=0.5)
+        c.update(100, 0.0)
+        before = c.scale
+        c.update(200, sparsity)
+        assert (c.scale == before) is held, sparsity
+
+
 def test_reaching_latches_and_stops_pushing():
     c = TargetController(0.5, 1000, Constant(), reach=0.5, release=0.05)
     c.update(100, 0.49, tolerance=0.02)
