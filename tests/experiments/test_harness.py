@@ -1,6 +1,7 @@
 """The `demp` command: train runs, run folders, plots, resume, report, config files."""
 
 import json
+import shutil
 
 import matplotlib.image
 import pytest
@@ -208,3 +209,25 @@ def test_truncate_after_keeps_every_line_of_the_resume_step_and_none_after(tmp_p
     log.truncate_after(20)
     kept = [json.loads(line) for line in log.path.read_text().splitlines()]
     assert kept == records[:5]
+
+
+def test_a_finished_run_says_so_and_changes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *BASE, "--steps", "4", "--method", "dense", "--out", str(run)]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(run), "--no-progress"]) != 0
+    assert "is a finished run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_checkpoint_of_another_width_is_refused(tmp_path, capsys):
+    narrow, wide = tmp_path / "narrow", tmp_path / "wide"
+    for out, width in ((narrow, "0.125"), (wide, "0.25")):
+        argv = ["train", *BASE, "--steps", "8", "--method", "dense", "--width", width,
+                "--stop-after", "4", "--out", str(out)]  # fmt: skip
+        assert main(argv) == 0
+    shutil.rmtree(wide / "checkpoint")
+    shutil.copytree(narrow / "checkpoint", wide / "checkpoint")
+    assert main(["train", "--resume", str(wide), "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert "another architecture or width" in err and "width 0.25" in err

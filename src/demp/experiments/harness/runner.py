@@ -12,6 +12,7 @@ through ``DistributedDataParallel`` and only rank 0 writes
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import warnings
 from pathlib import Path
@@ -150,6 +151,7 @@ def resume(s: RunState) -> None:
     """Continue a run folder: model, optimizer, pruner, method state and counters."""
     if not (s.out / "checkpoint").exists():
         raise DempError(f"cannot resume: {s.out / 'checkpoint'} not found")
+    _check_same_model(s)
     extra = load_checkpoint(s.out / "checkpoint", s.model, s.optimizer, pruner=s.method.pruner)
     if s.method.structure is None:  # the checkpoint may have reshaped the model
         s.monitor_structure = monitored_groups(s)
@@ -167,6 +169,28 @@ def resume(s: RunState) -> None:
     s.costs.remeasure(s.model, s.method.flops_saved())  # with the method's masks back
     if s.ranks.main:
         s.log.truncate_after(s.step)
+
+
+def _check_same_model(s: RunState) -> None:
+    """Refuse a checkpoint whose model began at another size than this run's config builds.
+
+    A narrower checkpoint fits the wider model as a pruned one would, so the shapes alone
+    cannot tell; the initial parameter and unit counts saved with it can.
+    """
+    spec_path = s.out / "checkpoint" / "spec.json"
+    try:
+        saved = json.loads(spec_path.read_text())["extra"]["initial"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DempError(f"cannot resume: {spec_path} is unreadable or malformed ({err})") from err
+    now = s.costs.initial
+    for key in ("params", "units"):
+        if int(saved.get(key, -1)) != int(now[key]):
+            c = s.config
+            raise DempError(
+                f"cannot resume: the checkpoint in {s.out} began with {saved.get(key)} {key}, "
+                f"but this run's config ({c.model}, width {c.width:g}) builds a model with "
+                f"{now[key]}: the checkpoint belongs to another architecture or width"
+            )
 
 
 def train(s: RunState, stop_after: int | None) -> dict[str, Any]:
@@ -267,6 +291,11 @@ def run_training(
         DempError: Bad options, missing data, or an existing run folder (without resume).
         KeyboardInterrupt: After saving a checkpoint, when interrupted.
     """
+    if resume and (Path(out) / "summary.json").exists():
+        raise DempError(
+            f"{out} is a finished run (it has summary.json): nothing to resume; its files are "
+            "unchanged"
+        )
     s = build_run(config, Path(out), progress)
     try:
         _resume_or_start(s, resume)
