@@ -134,7 +134,7 @@ def test_corrupted_or_missing_files_are_clear_errors(tmp_path):
         demp.load_checkpoint(tmp_path / "nowhere", fresh()[0])
     path = demp.save_checkpoint(tmp_path / "ckpt", model)
     (path / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(demp.CheckpointError, match="cannot read"):
+    with pytest.raises(demp.CheckpointError, match="model.safetensors is damaged"):
         demp.load_checkpoint(path, fresh()[0])
 
 

@@ -153,7 +153,7 @@ def test_unstructured_methods_hold_their_masks_on_cuda(method, tmp_path):
     assert main([*UNSTRUCTURED, "--method", method, "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert abs(summary["weight_sparsity"] - 0.6) <= 1 / summary["params_initial"]
-    masks = load_file(out / "baseline.safetensors")
+    masks = load_file(out / "checkpoint" / "extra.safetensors")
     weights = load_file(out / "checkpoint" / "model.safetensors")
     for key, kept in masks.items():
         assert bool((weights[key.removeprefix("mask.") + ".weight"][~kept] == 0).all())
@@ -172,6 +172,6 @@ def test_a_rigl_run_on_cuda_resumes_bit_identically(tmp_path, interrupt_at, monk
     assert main([*args, "--out", str(cut)]) == 130
     disarm()
     assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
-    for name in ("baseline.safetensors", "checkpoint/model.safetensors"):
+    for name in ("checkpoint/extra.safetensors", "checkpoint/model.safetensors"):
         a, b = load_file(straight / name), load_file(cut / name)
         assert all(torch.equal(a[k], b[k]) for k in a)

@@ -129,7 +129,7 @@ def check_contract(method, tmp_path, interrupt_at, monkeypatch):
     a, b = (load_file(r / "checkpoint" / "model.safetensors") for r in (straight, cut))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     if get_method(method).family == "unstructured":  # the masks resume bit-exactly too
-        ma, mb = (load_file(r / "baseline.safetensors") for r in (straight, cut))
+        ma, mb = (load_file(r / "checkpoint" / "extra.safetensors") for r in (straight, cut))
         assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
     resumed = json.loads((cut / "summary.json").read_text())
     assert resumed["units"] == summary["units"] and resumed["notes"] == summary["notes"]

@@ -65,7 +65,8 @@ class Method:
             does); None lets the loop build one and put it in ``ctx.structure``.
         history: Death-check events to log (DemP's ``pruner.history``), or None when the
             loop should count dead units itself.
-        pruner: A :class:`~demp.DemonPruner` to save with checkpoints, or None.
+        pruner: A :class:`~demp.DemonPruner` whose phase timings the loop reports, or None
+            (its state travels like any method's, through :meth:`state_dict`).
     """
 
     structure: Structure | None = None

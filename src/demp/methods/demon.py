@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ..algorithm import DemonPruner, DemPConfig
+from ..checkpoint.state import decode_state, encode_state
+from ..errors import DempError
 from ..structure import Structure
 from .base import Method, MethodContext
 from .registry import register_method
@@ -53,6 +57,18 @@ class DemP(Method):
     def penalty(self) -> float:
         """``lambda_t * R`` now."""
         return self.pruner.penalty()
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+        """The pruner's state (step, noise RNG, history, controller), JSON-encoded."""
+        return {}, {"pruner": encode_state(self.pruner.state_dict())}
+
+    def load_state_dict(
+        self, tensors: dict[str, torch.Tensor], values: dict[str, Any] | None, step: int
+    ) -> None:
+        """Restore the pruner (the model is already at the checkpoint's widths)."""
+        if not values or "pruner" not in values:
+            raise DempError("cannot resume DemP: the checkpoint holds no pruner state")
+        self.pruner.load_state_dict(decode_state(values["pruner"]))
 
 
 @register_method("demp", summary="Demon Pruning (this library)", demp_config=True)

@@ -119,8 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     except DempError as err:
         print(f"demp: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a read-only folder: the files before stay intact
+        print(f"demp: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _read_config(file: Path) -> dict[str, Any]:
+    """A run folder's config.json, or a one-line error saying what is wrong with it."""
+    try:
+        saved = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise DempError(f"cannot resume: {file} is unreadable or not JSON ({err})") from err
+    if not isinstance(saved, dict):
+        raise DempError(f"cannot resume: {file} holds no config (a JSON object)")
+    return saved
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -135,7 +149,7 @@ def _train(args: argparse.Namespace) -> int:
         config_file = args.resume / "config.json"
         if not config_file.is_file():
             raise DempError(f"cannot resume: {config_file} not found (not a demp run folder)")
-        saved = json.loads(config_file.read_text())
+        saved = _read_config(config_file)
         saved.setdefault("data_seed", saved.get("seed", 0))  # folders from before data_seed
         config = TrainConfig.from_dict(merge(saved, overrides))
         summary = run_training(config, args.resume, resume=True, progress=not args.no_progress,

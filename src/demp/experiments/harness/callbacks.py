@@ -9,7 +9,7 @@ from ...accounting import count_trainable
 from ...checkpoint import save_checkpoint
 from ...tracking import DeathTracker
 from .loop import Callback, StepResult, lr_of
-from .rundir import progress_bar, save_tensors
+from .rundir import progress_bar
 from .state import RunState
 from .steps import evaluate
 
@@ -78,19 +78,18 @@ class Metrics(Callback):
 
     def __init__(self, s: RunState) -> None:
         self.bar = progress_bar(s.total, s.step, s.config.method, s.progress)
-        self.window = {"loss": 0.0, "correct": 0, "n": 0}
 
     def on_step_end(self, s: RunState, result: StepResult) -> None:
         """Accumulate the window; log it (summed over ranks) when due; advance the bar."""
-        self.window["loss"] += result.loss * result.n
-        self.window["correct"] += result.correct
-        self.window["n"] += result.n
+        s.window["loss"] += result.loss * result.n
+        s.window["correct"] += result.correct
+        s.window["n"] += result.n
         if s.step % s.config.log_every == 0 or s.step == s.total:
             self._log(s)
         self.bar.update(1)
 
     def _log(self, s: RunState) -> None:
-        loss, correct, n = s.ranks.sum([self.window[k] for k in ("loss", "correct", "n")],
+        loss, correct, n = s.ranks.sum([s.window[k] for k in ("loss", "correct", "n")],
                                        s.device)  # fmt: skip
         record = {
             "kind": "step", "step": s.step, "epoch": s.step / s.spe, "lr": lr_of(s, s.step - 1),
@@ -102,13 +101,17 @@ class Metrics(Callback):
         s.write(record)
         self.bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                              units=record["units"], params=record["params"])  # fmt: skip
-        self.window.update(loss=0.0, correct=0, n=0)
+        s.window.update(loss=0.0, correct=0, n=0)
 
     def close(self) -> None:
         """Close the progress bar."""
         self.bar.close()
 
     def on_interrupt(self, s: RunState) -> None:
+        """Close the bar."""
+        self.close()
+
+    def on_abort(self, s: RunState) -> None:
         """Close the bar."""
         self.close()
 
@@ -144,6 +147,12 @@ class Checkpointing(Callback):
         if s.ranks.main:
             print(f"\ninterrupted at step {s.step}; resume with: demp train --resume {s.out}")
 
+    def on_abort(self, s: RunState) -> None:
+        """Save nothing (the step is half done): the last complete checkpoint stands."""
+        if s.ranks.main:
+            print(f"\nstopped inside a step, without a checkpoint; resume from the "
+                  f"last one with: demp train --resume {s.out}")  # fmt: skip
+
     def on_stop(self, s: RunState) -> None:
         """Save, then say how to resume."""
         save(s)
@@ -158,11 +167,9 @@ def save(s: RunState) -> None:
     start = time.perf_counter()
     extra = {
         "step": s.step, "elapsed": s.elapsed(), **s.costs.state_dict(), "seconds": s.seconds,
-        "notes": s.notes, "baseline": None,
+        "notes": s.notes, "window": s.window,
     }  # fmt: skip
-    tensors, extra["baseline"] = s.method.state_dict()
-    if tensors or extra["baseline"] is not None:
-        save_tensors(s.out / "baseline.safetensors", tensors)
-    save_checkpoint(s.out / "checkpoint", s.model, s.optimizer, pruner=s.method.pruner,
-                    structure=s.structure, extra=extra)  # fmt: skip
+    tensors, extra["method"] = s.method.state_dict()  # one channel, swapped in atomically
+    save_checkpoint(s.out / "checkpoint", s.model, s.optimizer, structure=s.structure,
+                    extra=extra, tensors=tensors)  # fmt: skip
     s.seconds["checkpoint"] += time.perf_counter() - start

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import torch
 
 from .lr import lr_at
+from .signals import DeferredSignals, StopNow
 from .state import RunState
 from .steps import train_step
 
@@ -54,7 +55,10 @@ class Callback:
         """After every optimizer step (``s.step`` counts it)."""
 
     def on_interrupt(self, s: Any) -> None:
-        """On Ctrl-C, before the KeyboardInterrupt goes on."""
+        """On Ctrl-C or SIGTERM, at a step boundary, before the KeyboardInterrupt goes on."""
+
+    def on_abort(self, s: Any) -> None:
+        """On an interrupt inside a step (nothing may be saved: the step is half done)."""
 
     def on_stop(self, s: Any) -> None:
         """When the run stops early at ``stop_after`` (it will be resumed)."""
@@ -81,27 +85,36 @@ def run_loop(
         step_fn: The step (default :func:`one_step`, the harness's).
 
     Raises:
-        KeyboardInterrupt: After every callback's ``on_interrupt``.
+        KeyboardInterrupt: After every callback's ``on_interrupt`` (at a step boundary:
+            SIGINT and SIGTERM wait for the step to end, :mod:`.signals`), or its
+            ``on_abort`` (a second signal, or an interrupt raised inside a step).
     """
     step_fn = step_fn or one_step
-    try:
-        while s.step < s.total:
-            epoch, index = divmod(s.step, s.spe)
-            batches = s.epoch_batches(epoch, index)
-            for _ in range(index, s.spe):
-                result = step_fn(s, batches)
-                for callback in callbacks:
-                    callback.on_step_end(s, result)
-                if s.step >= s.total or s.step == stop_after:
-                    break
-            if s.step == stop_after and s.step < s.total:
-                for callback in callbacks:
-                    callback.on_stop(s)
-                return False
-    except KeyboardInterrupt:
-        for callback in callbacks:
-            callback.on_interrupt(s)
-        raise
+    boundary = True  # the state is between two steps: a checkpoint would be consistent
+    with DeferredSignals() as signals:
+        try:
+            while s.step < s.total:
+                epoch, index = divmod(s.step, s.spe)
+                batches = s.epoch_batches(epoch, index)
+                for _ in range(index, s.spe):
+                    boundary = False
+                    result = step_fn(s, batches)
+                    for callback in callbacks:
+                        callback.on_step_end(s, result)
+                    boundary = True
+                    if signals.pending is not None:
+                        raise KeyboardInterrupt
+                    if s.step >= s.total or s.step == stop_after:
+                        break
+                if s.step == stop_after and s.step < s.total:
+                    for callback in callbacks:
+                        callback.on_stop(s)
+                    return False
+        except KeyboardInterrupt as err:
+            consistent = boundary and not isinstance(err, StopNow)
+            for callback in callbacks:
+                (callback.on_interrupt if consistent else callback.on_abort)(s)
+            raise
     return True
 
 

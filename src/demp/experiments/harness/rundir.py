@@ -55,15 +55,6 @@ class MetricsLog:
         os.replace(tmp, self.path)
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write tensors to a safetensors file atomically."""
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    tmp.replace(path)
-
-
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Read a safetensors file ({} when it does not exist)."""
     from safetensors.torch import load_file

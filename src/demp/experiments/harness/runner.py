@@ -21,7 +21,14 @@ from typing import Any
 import torch
 
 from ...accounting import CostLedger, count_trainable
-from ...checkpoint import load_checkpoint, removal_history
+from ...checkpoint import (
+    checkpoint_tensors,
+    latest_checkpoint,
+    load_checkpoint,
+    previous_of,
+    removal_history,
+    remove_stale_temps,
+)
 from ...errors import DempError
 from ...integrations.distributed import DDPModel, all_reduce_max
 from ...methods import MethodContext, get_method
@@ -133,7 +140,8 @@ def score_batches(s: RunState, n: int) -> list[tuple[torch.Tensor, torch.Tensor]
 
 def start_fresh(s: RunState) -> None:
     """Refuse a folder that holds a run; write config.json and the step-0 check line."""
-    if (s.out / "checkpoint").exists() or (s.out / "summary.json").exists():
+    ckpt = s.out / "checkpoint"
+    if any(p.exists() for p in (ckpt, previous_of(ckpt), s.out / "summary.json")):
         raise DempError(
             f"{s.out} already holds a run; pass --resume {s.out} to continue it or "
             "choose another --out"
@@ -141,6 +149,7 @@ def start_fresh(s: RunState) -> None:
     s.ranks.barrier()  # every rank has checked before rank 0 writes
     if not s.ranks.main:
         return
+    remove_stale_temps(ckpt)
     s.out.mkdir(parents=True, exist_ok=True)
     s.log.path.unlink(missing_ok=True)
     write_json(s.out / "config.json", s.config.to_dict())
@@ -148,14 +157,22 @@ def start_fresh(s: RunState) -> None:
 
 
 def resume(s: RunState) -> None:
-    """Continue a run folder: model, optimizer, pruner, method state and counters."""
-    if not (s.out / "checkpoint").exists():
-        raise DempError(f"cannot resume: {s.out / 'checkpoint'} not found")
-    _check_same_model(s)
-    extra = load_checkpoint(s.out / "checkpoint", s.model, s.optimizer, pruner=s.method.pruner)
+    """Continue a run folder: model, optimizer, method state and counters.
+
+    The newest intact checkpoint is used (``checkpoint``, else ``checkpoint.prev`` with a
+    warning), and the temporary folders of interrupted saves are removed first.
+    """
+    ckpt = s.out / "checkpoint"
+    if not (ckpt.exists() or previous_of(ckpt).exists()):
+        raise DempError(f"cannot resume: {ckpt} not found")
+    if s.ranks.main:
+        remove_stale_temps(ckpt)
+    ckpt = latest_checkpoint(ckpt)
+    _check_same_model(s, ckpt)
+    extra = load_checkpoint(ckpt, s.model, s.optimizer)
     if s.method.structure is None:  # the checkpoint may have reshaped the model
         s.monitor_structure = monitored_groups(s)
-        s.monitor_structure.history = removal_history(s.out / "checkpoint")
+        s.monitor_structure.history = removal_history(ckpt)
         s.ctx.structure = s.monitor_structure
     s.step = int(extra["step"])
     s.elapsed0 = float(extra["elapsed"])
@@ -163,21 +180,36 @@ def resume(s: RunState) -> None:
     s.ctx.initial_units = s.costs.initial["units"]
     s.seconds = {k: float(extra["seconds"].get(k, 0.0)) for k in PHASES}
     s.notes[:] = list(extra["notes"])
+    if s.ranks.main:  # under DDP the other ranks' part of the window is not saved
+        s.window.update(extra.get("window", {}))
+    s.method.load_state_dict(*_method_state(s, ckpt, extra), s.step)
     s.events_logged = len(s.method.history) if s.method.history is not None else 0
-    tensors = load_tensors(s.out / "baseline.safetensors")
-    s.method.load_state_dict(tensors, extra.get("baseline"), s.step)
     s.costs.remeasure(s.model, s.method.flops_saved())  # with the method's masks back
     if s.ranks.main:
         s.log.truncate_after(s.step)
 
 
-def _check_same_model(s: RunState) -> None:
+def _method_state(s: RunState, ckpt: Path, extra: dict[str, Any]) -> tuple[dict, Any]:
+    """The method's tensors and values saved inside the checkpoint.
+
+    Checkpoints written before the single channel kept them in ``baseline.safetensors``
+    beside it and in ``pruner.json`` (DemP); those are still read.
+    """
+    if "method" in extra:
+        return checkpoint_tensors(ckpt), extra["method"]
+    values = extra.get("baseline")
+    if (ckpt / "pruner.json").is_file():
+        values = {"pruner": json.loads((ckpt / "pruner.json").read_text())}
+    return load_tensors(s.out / "baseline.safetensors"), values
+
+
+def _check_same_model(s: RunState, ckpt: Path) -> None:
     """Refuse a checkpoint whose model began at another size than this run's config builds.
 
     A narrower checkpoint fits the wider model as a pruned one would, so the shapes alone
     cannot tell; the initial parameter and unit counts saved with it can.
     """
-    spec_path = s.out / "checkpoint" / "spec.json"
+    spec_path = ckpt / "spec.json"
     try:
         saved = json.loads(spec_path.read_text())["extra"]["initial"]
     except (OSError, ValueError, KeyError, TypeError) as err:

@@ -46,6 +46,8 @@ class RunState:
             over the steps done (the same ledger as the pruner's).
         seconds: Wall seconds per phase (data, compute, eval, checkpoint).
         notes: Lines for the summary.
+        window: Loss, correct predictions and examples of this rank since the last step
+            line (saved with checkpoints, so that a resumed run logs the same lines).
         elapsed0: Seconds already spent before a resume.
         progress: Show a progress bar.
     """
@@ -70,6 +72,7 @@ class RunState:
     costs: CostLedger | None = None
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     notes: list[str] = field(default_factory=list)
+    window: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "correct": 0, "n": 0})
     elapsed0: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     events_logged: int = 0

@@ -7,6 +7,10 @@ A checkpoint is a directory::
       model.safetensors    the model's state_dict
       optimizer.safetensors, optimizer.json   (optional) optimizer tensors / the rest
       pruner.json          (optional) DemonPruner state (its RNG state as base64)
+      extra.safetensors    (optional) a training method's tensors (masks...)
+
+The spec lists the sha256 of every other file (``files``), verified when it is read: a
+damaged file is a :class:`~demp.CheckpointError` naming it.
 
 The spec is derived from the model it is given, nothing else: its ``state_dict`` shapes.
 Loading takes a model freshly built at its ORIGINAL size: every saved shape must fit
@@ -14,13 +18,17 @@ inside the fresh model's (same keys, same rank, no dimension larger), then the c
 modules are reshaped in place (same Parameter objects) and the weights loaded, so an
 optimizer built on the fresh model before loading stays valid. So a deep copy or a pickle
 of a pruned model checkpoints like the model itself. The removal history is the pruner's
-(or a structure's), stored when one is given. The directory is written next to its
-destination and renamed into place.
+(or a structure's), stored when one is given.
+
+The directory is written next to its destination, complete, and renamed into place; the
+one it replaces is kept as ``<name>.prev`` (the previous generation) until the next save.
+A kill at any instruction leaves ``<name>`` or ``<name>.prev`` complete:
+:func:`latest_checkpoint` finds the newest one whose files verify, and falls back to the
+previous with a warning naming the damaged file.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -31,9 +39,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-from .ops.rules import LayerRules, has_rule, sync_attributes
-from .ops.slicing import replace_data
+from ..errors import CheckpointError
+from ..ops.rules import LayerRules, has_rule, sync_attributes
+from ..ops.slicing import replace_data
+from .files import fsync_dir, previous_of, remove_stale_temps, sha256, swap_into_place, verify_files  # noqa: F401 (re-exported)
+from .files import latest_checkpoint as _latest
+from .state import (
+    decode_state as decode_state,
+)
+from .state import (
+    encode_state,
+    load_optimizer,
+    plain,
+    read_pruner,
+    split_optimizer,
+)
 
 FORMAT = "demp-checkpoint"
 VERSION = 2
@@ -53,8 +73,9 @@ def save_checkpoint(
     pruner: Any = None,
     structure: Any = None,
     extra: dict[str, Any] | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically (an existing one is replaced).
+    """Write a checkpoint directory atomically (an existing one becomes ``<name>.prev``).
 
     Example:
         >>> demp.save_checkpoint("run/ckpt", model, optimizer=opt, extra={"step": 100})
@@ -67,38 +88,65 @@ def save_checkpoint(
         structure: A :class:`~demp.Structure` whose removal history is stored in the spec
             (default: the pruner's).
         extra: JSON-serializable data stored in the spec (read back by load_checkpoint).
+        tensors: Other tensors to keep with the model (a method's masks), read back by
+            :func:`checkpoint_tensors`.
 
     Returns:
         The checkpoint directory.
 
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     structure = structure if structure is not None else getattr(pruner, "structure", None)
-    spec = {
+    spec = _spec(model, structure, extra)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as err:
+        raise CheckpointError(f"cannot write the checkpoint {path}: {err}") from err
+    try:
+        _write_files(tmp, model, optimizer, pruner, tensors)
+        spec["files"] = {f.name: sha256(f) for f in sorted(tmp.iterdir())}
+        (tmp / "spec.json").write_text(json.dumps(spec, indent=1))
+        fsync_dir(tmp)
+        swap_into_place(tmp, path)
+    except OSError as err:  # a full disk: the previous checkpoint is untouched
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"cannot write the checkpoint {path}: {err}") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _write_files(
+    tmp: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    pruner: Any,
+    tensors: dict[str, torch.Tensor] | None,
+) -> None:
+    """Every file of a checkpoint but ``spec.json``, into ``tmp``."""
+    from safetensors.torch import save_file
+
+    save_file(plain(model.state_dict()), str(tmp / "model.safetensors"))
+    if optimizer is not None:
+        moments, rest = split_optimizer(optimizer)
+        save_file(moments, str(tmp / "optimizer.safetensors"))
+        (tmp / "optimizer.json").write_text(json.dumps(rest))
+    if pruner is not None:
+        (tmp / "pruner.json").write_text(json.dumps(encode_state(pruner.state_dict())))
+    if tensors:
+        save_file(plain(tensors), str(tmp / "extra.safetensors"))
+
+
+def _spec(model: nn.Module, structure: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
+    return {
         "format": FORMAT,
         "version": VERSION,
         "shapes": current_shapes(model),
         "history": list(structure.history) if structure is not None else [],
         "extra": extra or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        save_file(_plain(model.state_dict()), str(tmp / "model.safetensors"))
-        if optimizer is not None:
-            tensors, rest = _split_optimizer(optimizer)
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
-            (tmp / "optimizer.json").write_text(json.dumps(rest))
-        if pruner is not None:
-            (tmp / "pruner.json").write_text(json.dumps(encode_state(pruner.state_dict())))
-        (tmp / "spec.json").write_text(json.dumps(spec, indent=1))
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
 
 
 def load_checkpoint(
@@ -131,6 +179,7 @@ def load_checkpoint(
 
     path = Path(path)
     spec = _read_spec(path)
+    verify_files(path, spec)
     _check_fits(model, spec)
     try:
         weights = load_file(str(path / "model.safetensors"), device="cpu")
@@ -141,128 +190,32 @@ def load_checkpoint(
     _reshape(model, spec["shapes"], rules)
     model.load_state_dict(weights, strict=True)
     if optimizer is not None:
-        _load_optimizer(path, optimizer)
+        load_optimizer(path, optimizer)
     if pruner is not None:
-        pruner.load_state_dict(_read_pruner(path))
+        pruner.load_state_dict(read_pruner(path))
     return dict(spec.get("extra", {}))
 
 
-def encode_state(value: Any) -> Any:
-    """JSON-encode a state: tensors become ``{"__tensor__": base64, dtype, shape}``."""
-    if isinstance(value, torch.Tensor):
-        data = value.detach().cpu().contiguous()
-        raw = data.view(torch.uint8) if data.dtype != torch.uint8 else data
-        return {
-            "__tensor__": base64.b64encode(raw.numpy().tobytes()).decode("ascii"),
-            "dtype": str(data.dtype).removeprefix("torch."),
-            "shape": list(data.shape),
-        }
-    if isinstance(value, dict):
-        return {k: encode_state(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [encode_state(v) for v in value]
-    return value
+def latest_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The newest complete checkpoint: ``path``, else its previous generation ``<name>.prev``.
+
+    Each candidate's spec is read and its files' checksums verified; falling back warns,
+    naming what was wrong with the newest.
+
+    Raises:
+        CheckpointError: Neither is complete and intact (the message names both problems).
+    """
+    return _latest(path, _read_spec)
 
 
-def decode_state(value: Any) -> Any:
-    """Invert :func:`encode_state`."""
-    if isinstance(value, dict) and "__tensor__" in value:
-        raw = torch.frombuffer(bytearray(base64.b64decode(value["__tensor__"])), dtype=torch.uint8)
-        dtype = getattr(torch, value["dtype"])
-        return raw.view(dtype).reshape(value["shape"]).clone()
-    if isinstance(value, dict):
-        return {k: decode_state(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_state(v) for v in value]
-    return value
-
-
-def _read_pruner(path: Path) -> dict[str, Any]:
-    file = path / "pruner.json"
-    if not file.exists():
-        raise CheckpointError(f"{path} holds no pruner state (saved without pruner=)")
-    try:
-        return decode_state(json.loads(file.read_text()))
-    except (json.JSONDecodeError, ValueError, KeyError, AttributeError) as err:
-        raise CheckpointError(f"{file} is corrupted: {err}") from err
-
-
-def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Contiguous CPU copies, with shared storage (tied weights) de-duplicated by cloning."""
-    out, seen = {}, set()
-    for key, value in state.items():
-        tensor = value.detach().cpu().contiguous()
-        ptr = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        out[key] = tensor.clone() if ptr in seen else tensor
-        seen.add(ptr)
-    return out
-
-
-def _split_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    state_dict = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for pid, state in state_dict["state"].items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{pid}/{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[key] = value
-    groups = [
-        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
-        for g in state_dict["param_groups"]
-    ]
-    tuples = sorted(
-        {k for g in state_dict["param_groups"] for k, v in g.items() if isinstance(v, tuple)}
-    )
-    rest = {
-        "type": type(optimizer).__name__,
-        "param_groups": groups,
-        "scalars": scalars,
-        "tuples": tuples,
-    }
-    return tensors, rest
-
-
-def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
+def checkpoint_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The ``tensors`` saved with :func:`save_checkpoint` ({} when none), verified."""
     from safetensors.torch import load_file
 
-    if not (path / "optimizer.json").exists():
-        raise CheckpointError(f"{path} holds no optimizer state (saved without optimizer=)")
-    try:
-        rest = json.loads((path / "optimizer.json").read_text())
-        tensors = load_file(str(path / "optimizer.safetensors"), device="cpu")
-    except Exception as err:
-        raise CheckpointError(f"cannot read the optimizer state in {path}: {err}") from err
-    if rest.get("type") != type(optimizer).__name__:
-        raise CheckpointError(
-            f"{path} holds {rest.get('type')} state, not {type(optimizer).__name__}"
-        )
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        pid, name = key.split("/", 1)
-        state.setdefault(int(pid), {})[name] = value
-    for pid, values in rest["scalars"].items():
-        state.setdefault(int(pid), {}).update(values)
-    groups = [
-        {k: (tuple(v) if k in rest["tuples"] else v) for k, v in g.items()}
-        for g in rest["param_groups"]
-    ]
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, KeyError, RuntimeError) as err:
-        raise CheckpointError(
-            f"optimizer state in {path} does not fit this optimizer: {err}"
-        ) from err
-
-
-def _swap_into_place(tmp: Path, path: Path) -> None:
-    if not path.exists():
-        os.replace(tmp, path)
-        return
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    path = Path(path)
+    verify_files(path, _read_spec(path))
+    file = path / "extra.safetensors"
+    return load_file(str(file)) if file.exists() else {}
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
