@@ -217,3 +217,37 @@ def test_matched_table_reads_demp_against_the_best_baseline():
     mixed = [*rows, agg("rigl", 0.8, 0.880, 0.002, 0.80)]
     assert matched(mixed).splitlines()[2] == lines[0]
     assert "| rigl: 0.8800 ± 0.0020 (80.0%) | -1.00 | behind |" in matched(mixed, "unstructured")
+
+
+ORPHAN = """
+import pathlib, signal, sys, time
+from demp.experiments.bench.parallel import stop_when_orphaned
+marker, ready = map(pathlib.Path, sys.argv[1:3])
+signal.signal(signal.SIGTERM, lambda *_: (marker.write_text("stopped"), sys.exit(0)))
+stop_when_orphaned(poll=0.05)
+ready.write_text("ready")
+time.sleep(120)
+"""
+PARENT = """
+import os, pathlib, subprocess, sys, time
+marker, ready = sys.argv[1:3]
+subprocess.Popen([sys.executable, "-c", sys.argv[3], marker, ready])
+while not pathlib.Path(ready).exists():
+    time.sleep(0.05)
+os._exit(0)  # as a sweep killed outright: its worker is left behind
+"""
+
+
+def test_a_worker_whose_sweep_is_killed_stops_itself(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    marker, ready = tmp_path / "marker", tmp_path / "ready"
+    subprocess.run([sys.executable, "-c", PARENT, str(marker), str(ready), ORPHAN], check=True,
+                   timeout=120)  # fmt: skip
+    for _ in range(600):  # up to 60 s; it takes one poll
+        if marker.exists():
+            break
+        time.sleep(0.1)
+    assert marker.read_text() == "stopped"

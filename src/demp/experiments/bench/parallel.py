@@ -6,13 +6,18 @@ of one sweep then train under nearly the same conditions (a run that finds no pa
 at the end or after a failure, trains alone), so its time ratios stay comparable; they
 are not the speed of a run alone (``benchmarks/speed.py`` measures that). A run that
 fails does not stop the others: its error is printed and the sweep ends with an error
-after the results are written.
+after the results are written. A sweep killed outright (SIGTERM, kill -9) takes its
+runs down with it: each worker notices its parent is gone and stops at the end of its
+step with a checkpoint, which the next sweep into the folder resumes.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -23,12 +28,31 @@ from ...errors import DempError
 from ..harness.config import TrainConfig
 
 
+def stop_when_orphaned(poll: float = 1.0) -> threading.Thread:
+    """Send this process SIGTERM once its parent is gone (a sweep killed by a signal).
+
+    The training loop then stops at the end of its step with a checkpoint, so a worker
+    never trains on into a folder that a new sweep may resume.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="demp-orphan-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def train_one(config: TrainConfig, run_dir: Path, threads: int | None) -> dict[str, Any]:
-    """Train (or resume) one run in this process and return its summary."""
+    """Train (or resume) one run in this (worker) process and return its summary."""
     import torch
 
     from ..harness.runner import run_training
 
+    stop_when_orphaned()
     if threads is not None:
         torch.set_num_threads(threads)
     resume = (run_dir / "checkpoint").exists()
