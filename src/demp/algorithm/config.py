@@ -125,6 +125,9 @@ class DemPConfig:
             this multiple of lambda_t, so that they die instead of turning linear
             (:mod:`demp.algorithm.shift_push`); 0 is off (*variant*).
         shift_push_below: The push acts on units whose ``|gamma|`` is below this.
+        shift_push_relative: The push also acts on units whose ``|gamma|`` is below this
+            fraction of the root mean square of their layer's scales (0: off). After a
+            BatchNorm downstream only a scale's size relative to its layer's matters.
         polarization_t: ``t`` of ``reg="polarization"`` (> 1: every scale shrinks).
         reg_update: ``"gradient"`` (the penalty's gradient goes through the optimizer, the
             paper's) or ``"proximal"`` (``reg="l1"`` only: a soft-threshold of the scales by
@@ -163,6 +166,7 @@ class DemPConfig:
     count_stale: bool = _opt(True, "DemP: also count the units the running statistics would call dead (true/false)")
     shift_push: float | None = _opt(None, "DemP: push the shifts of shrunken units below zero with this multiple of lambda (0: off)")
     shift_push_below: float = _opt(1e-3, "DemP: the push acts on units with |gamma| below this")
+    shift_push_relative: float = _opt(0.0, "DemP: the push also acts on units with |gamma| below this fraction of their layer's RMS |gamma| (0: off)")
     polarization_t: float = _opt(POLARIZATION_T, "DemP: t of --reg polarization")
     reg_update: RegUpdate = _opt("gradient", "DemP: the penalty as a gradient through the optimizer, or a proximal soft-threshold after each step (l1 only)", choices=("gradient", "proximal"))
     variant: Variant = _opt("auto", "DemP: defaults of the remedies (auto: plus with --target-sparsity, paper without; paper: Algorithm 1 as written)", choices=("auto", "plus", "paper"))
@@ -271,7 +275,8 @@ class DemPConfig:
         return cls(**data)
 
 
-_NON_NEGATIVE = ("reg_strength", "noise_std", "shift_push", "shift_push_below", "polarization_t")
+_NON_NEGATIVE = ("reg_strength", "noise_std", "shift_push", "shift_push_below",
+                 "shift_push_relative", "polarization_t")  # fmt: skip
 _INTEGERS = {"prune_every": 1, "prune_start": 0, "probe_size": 1, "min_units": 1, "round_to": 1,
              "seed": 0}  # fmt: skip
 

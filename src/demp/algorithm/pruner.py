@@ -156,7 +156,8 @@ class DemonPruner:
                 self._reg_params, cfg.reg, strength, self._weights, self._gates, cfg.polarization_t
             )
         push = strength * cfg.shift_push
-        add_shift_push(self._shifts, push, cfg.shift_push_below, self._weights, self._gates)
+        add_shift_push(self._shifts, push, cfg.shift_push_below, self._weights, self._gates,
+                       relative=cfg.shift_push_relative)  # fmt: skip
         self.seconds["regularizer"] += time.perf_counter() - start
 
     def _proximal_step(self) -> None:

@@ -41,11 +41,19 @@ def shift_pairs(model: nn.Module, scales: list[nn.Parameter]) -> Pairs:
     return [(p, bias_of.get(id(p))) for p in scales]
 
 
-def push_mask(scale: torch.Tensor, shift: torch.Tensor, below: float) -> torch.Tensor:
-    """Units whose scale is below ``below`` and whose shift is not yet safely negative."""
+def push_mask(
+    scale: torch.Tensor, shift: torch.Tensor, below: float, relative: float = 0.0
+) -> torch.Tensor:
+    """Units whose scale is small and whose shift is not yet safely negative.
+
+    Small: ``|gamma| < below``, or ``|gamma| < relative * rms(gamma of the layer)``.
+    """
     scale, shift = scale.detach(), shift.detach()
-    small = scale.abs() < below
-    return small & (shift > -(MARGIN_SCALE * scale.abs() + MARGIN_FLOOR))
+    size = scale.abs()
+    small = size < below
+    if relative > 0.0:
+        small |= size < relative * scale.float().pow(2).mean().sqrt().to(size.dtype)
+    return small & (shift > -(MARGIN_SCALE * size + MARGIN_FLOOR))
 
 
 def add_shift_push(
@@ -54,6 +62,7 @@ def add_shift_push(
     below: float,
     weights: list[torch.Tensor | None] | None = None,
     gates: Gates | None = None,
+    relative: float = 0.0,
 ) -> None:
     """Add ``strength * w`` to the shift's gradient of every unit :func:`push_mask` picks.
 
@@ -63,6 +72,7 @@ def add_shift_push(
         below: The scale below which a unit is pushed.
         weights: Per-entry penalty weights aligned with ``pairs`` (None: 1).
         gates: The step's verdict on its gradients (:mod:`.finite`): 0 skips the push.
+        relative: Also push units below this fraction of their layer's RMS scale.
     """
     if strength == 0.0:
         return
@@ -70,7 +80,7 @@ def add_shift_push(
         for i, (scale, shift) in enumerate(pairs):
             if shift is None or shift.grad is None:
                 continue
-            mask = push_mask(scale, shift, below)
+            mask = push_mask(scale, shift, below, relative)
             term = mask.to(shift.dtype) * strength
             if weights is not None and weights[i] is not None:
                 term = term * weights[i].to(shift.dtype)

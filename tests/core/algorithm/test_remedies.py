@@ -104,6 +104,24 @@ def test_shift_push_acts_only_on_small_scales_with_unsafe_shifts():
     assert torch.equal(bn.weight.grad, torch.zeros(5, dtype=torch.float64))
 
 
+def test_relative_shift_push_picks_units_small_against_their_layer():
+    """rms of (3, 4, 0.2, 0.3) is sqrt((9 + 16 + 0.04 + 0.09) / 4) = 2.5067...; 0.1 of it
+    is 0.2507: the unit at 0.2 is pushed; 0.3 and the large ones are not."""
+    bn = nn.BatchNorm1d(4).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([3.0, 4.0, 0.2, 0.3]))
+        bn.bias.copy_(torch.tensor([0.1, 0.1, 0.1, 0.1]))
+    rms = ((9 + 16 + 0.04 + 0.09) / 4) ** 0.5
+    assert 0.2 < 0.1 * rms < 0.3
+    bn.bias.grad = torch.zeros(4, dtype=torch.float64)
+    add_shift_push(shift_pairs(bn, [bn.weight]), 0.5, 1e-3, relative=0.1)
+    expected = torch.tensor([0.0, 0.0, 0.5, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(bn.bias.grad, expected, rtol=0, atol=0)
+    bn.bias.grad.zero_()
+    add_shift_push(shift_pairs(bn, [bn.weight]), 0.5, 1e-3)  # relative off: none is small
+    assert not bn.bias.grad.any()
+
+
 def test_shift_push_turns_a_linear_unit_into_a_dead_one():
     """A unit with a tiny scale and a positive shift is always on; the push kills it."""
     model, x = bn_net()
@@ -151,6 +169,7 @@ def _history_of(stats):
 @pytest.mark.parametrize(
     "field, value",
     [("shift_push", -1.0), ("shift_push", float("nan")), ("shift_push_below", float("inf")),
+     ("shift_push_relative", -0.1), ("shift_push_relative", float("nan")),
      ("polarization_t", -0.5), ("death_stats", "stale"), ("reg", "l0"),
      ("reg_strength", float("nan")), ("reg_strength", float("inf")), ("noise_std", float("nan")),
      ("prune_every", 2.5), ("prune_every", 0), ("probe_size", True), ("seed", -1),
