@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 import demp
+from demp.errors import DempError
 from demp.experiments.cli.main import build_parser
 from demp.experiments.cli.options import all_options, overrides_from_args
 
@@ -58,3 +59,19 @@ def test_bad_numbers_are_refused_in_one_line_naming_the_flag(flag, value, tmp_pa
     name = flag.lstrip("-").replace("-", "_")
     assert name in err and "must be" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_one_target_flag_for_every_method():
+    from demp.experiments.harness.config import TrainConfig, merge
+
+    def config(method, *argv):
+        args = train_parser().parse_args(["--method", method, *argv])
+        return TrainConfig.from_dict(merge({"steps": 8}, overrides_from_args(args)))
+
+    run = config("demp", "--target", "0.6", "--target-metric", "weight")
+    assert (run.demp.target_sparsity, run.demp.target_metric) == (0.6, "weight")
+    assert "target" not in run.method_options
+    assert config("demp", "--target-sparsity", "0.6").demp.target_sparsity == 0.6
+    assert config("snap", "--target", "0.6").method_config().target == 0.6
+    with pytest.raises(DempError, match="--target 0.6 and DemP's target_sparsity 0.7 disagree"):
+        config("demp", "--target", "0.6", "--target-sparsity", "0.7")

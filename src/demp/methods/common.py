@@ -25,8 +25,9 @@ def target_field() -> Any:
     return field(
         default=0.5,
         metadata={
-            "help": "baselines: target sparsity (structured: in --target-metric, neuron by "
-            "default; unstructured: weight sparsity of the whole model)"
+            "help": "target sparsity, every method (structured: in --target-metric, neuron by "
+            "default for the baselines; unstructured: weight sparsity of the whole model; "
+            "demp: its --target-sparsity)"
         },
     )
 
@@ -36,7 +37,7 @@ def target_metric_field() -> Any:
     return field(
         default="neuron",
         metadata={
-            "help": "what --target (baselines) / --target-sparsity (demp) measures",
+            "help": "what --target (and demp's --target-sparsity) measures",
             "choices": METRICS,
         },
     )

@@ -139,14 +139,30 @@ class TrainConfig:
         if unknown:
             raise DempError(f"unknown run options: {unknown}")
         options = {k: data.pop(k) for k in list(data) if k in methods and k not in known}
-        demp_table = dict(data.pop("demp", {}) or {})
-        if "target_metric" in options and get_method(data.get("method", cls.method)).demp_config:
-            demp_table.setdefault("target_metric", options.pop("target_metric"))
+        demp_table = _demp_table(data, options)
         try:
             demp = DemPConfig.from_dict(demp_table)
             return cls(**data, demp=demp, method_options=options)
         except (TypeError, ValueError) as err:
             raise DempError(f"invalid run options: {err}") from err
+
+
+# the methods' options that DemP takes as DemPConfig fields: --target and --target-metric
+SHARED_WITH_DEMP = {"target": "target_sparsity", "target_metric": "target_metric"}
+
+
+def _demp_table(data: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``demp`` table, with the shared options of a DemP run moved into it."""
+    table = dict(data.pop("demp", {}) or {})
+    if not get_method(data.get("method", TrainConfig.method)).demp_config:
+        return table
+    for option, name in SHARED_WITH_DEMP.items():  # one --target for every method
+        if option in options:
+            value = options.pop(option)
+            if table.setdefault(name, value) != value:
+                flag = "--" + option.replace("_", "-")
+                raise DempError(f"{flag} {value} and DemP's {name} {table[name]} disagree")
+    return table
 
 
 # option -> (kind, lowest, highest, lowest allowed itself); None values skip the check
