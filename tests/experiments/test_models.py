@@ -52,3 +52,32 @@ def test_paper_mlp_shape():
     model = build_model("mlp", 10, (1, 28, 28))
     widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
     assert widths == [100, 300, 10]
+
+
+def test_a_registered_model_is_a_model_choice_at_once():
+    from demp.experiments.cli.main import build_parser
+    from demp.experiments.harness.config import TrainConfig
+    from demp.experiments.models import registry
+
+    before = dict(registry.MODELS)
+
+    @registry.register_model("tiny-res", "a test model", per_block=True)
+    def _tiny(k, shape, width, act):
+        return nn.Sequential(nn.Flatten(), nn.Linear(int(torch.Size(shape).numel()), k))
+
+    try:
+        args = build_parser().parse_args(["train", "--model", "tiny-res", "--out", "x"])
+        assert args.model == "tiny-res"
+        assert "tiny-res" in build_parser()._subparsers._group_actions[0].choices[
+            "train"
+        ].format_help()
+        assert build_model("tiny-res", 3, (2, 4))(torch.zeros(5, 2, 4)).shape == (5, 3)
+        config = TrainConfig.from_dict({"model": "tiny-res", "method": "demp", "steps": 4})
+        assert config.residual_mode() == "per-block"
+        assert TrainConfig.from_dict({"model": "mlp", "method": "demp", "steps": 4}
+                                     ).residual_mode() == "coupled"  # fmt: skip
+        with pytest.raises(demp.DempError, match="registered twice"):
+            registry.register_model("tiny-res", "again")(_tiny)
+    finally:
+        registry.MODELS.clear()
+        registry.MODELS.update(before)

@@ -14,6 +14,7 @@ from ..data import DATASETS
 from ..harness.config import RESIDUAL_MODES, TrainConfig
 from ..harness.lr import LR_SCHEDULES
 from ..harness.optim import OPTIMIZERS
+from ..models import ACTIVATIONS, MODELS
 
 
 def parse_bool(text: str) -> bool:
@@ -32,9 +33,9 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--data-dir", None, "data_dir", str, None, "folder of the dataset files"),
     ("--train-size", None, "train_size", int, None, "training examples kept (random subset)"),
     ("--test-size", None, "test_size", int, None, "test examples kept"),
-    ("--model", None, "model", str, None, "registry model (mlp, mlp-bn, resnet18, resnet34, resnet50, vgg16, cnn1d, resnet1d, vit)"),
+    ("--model", None, "model", str, MODELS, "model (the registry demp.experiments.models.MODELS)"),
     ("--width", None, "width", float, None, "width multiplier (1.0 = standard)"),
-    ("--activation", None, "activation", str, ("relu", "leaky_relu", "gelu", "silu"), "activation"),
+    ("--activation", None, "activation", str, ACTIVATIONS, "activation"),
     ("--residual", None, "residual", str, RESIDUAL_MODES, "residual units: one group per stream (coupled) or per block (demp.decouple_residuals); auto: per-block for DemP on the zoo's resnet18/34/50, else coupled"),
     ("--method", None, "method", str, None, "training method (the registered methods)"),
     ("--optimizer", None, "optimizer", str, tuple(OPTIMIZERS), "optimizer"),

@@ -26,6 +26,7 @@ from typing import Any
 from ...algorithm.config import DemPConfig
 from ...errors import DempError
 from ...methods import get_method, option_fields
+from ..models.registry import MODELS
 from .lr import LR_SCHEDULES
 from .optim import OPTIMIZERS
 
@@ -34,7 +35,6 @@ RESIDUAL_MODES = ("auto", "coupled", "per-block")
 (:func:`demp.decouple_residuals`, applied right after the model is built); ``auto``:
 per-block for DemP on the zoo's 2-D ResNets (measured at least as good as coupled,
 benchmarks/RESULTS-target.md), coupled otherwise (the baselines keep their papers' groups)."""
-PER_BLOCK_MODELS = ("resnet18", "resnet34", "resnet50")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,7 +100,8 @@ class TrainConfig:
         if self.residual != "auto":
             return self.residual
         demp_run = get_method(self.method).demp_config
-        return "per-block" if demp_run and self.model in PER_BLOCK_MODELS else "coupled"
+        spec = MODELS.get(self.model)
+        return "per-block" if demp_run and spec is not None and spec.per_block else "coupled"
 
     def method_config(self) -> Any:
         """The options of the run's method (its frozen dataclass, or the DemPConfig)."""

@@ -1,4 +1,4 @@
-"""Model zoo: a registry of the architectures the harness trains.
+"""Model zoo: the architectures the harness trains, registered by name (:mod:`.registry`).
 
 Every builder takes ``num_classes``, ``input_shape`` (of one example), a ``width``
 multiplier (1.0 = the standard size) and an ``activation`` name.
@@ -22,6 +22,7 @@ from torch import nn
 from ...errors import DempError
 from .cnn1d import CNN1d, ResNet1d
 from .mlp import MLP
+from .registry import MODELS, Builder, ModelSpec, get_model, model_names, register_model
 from .resnet import ResNet, resnet18, resnet34, resnet50
 from .vgg import VGG
 from .vit import ViT
@@ -32,7 +33,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
 }
-Builder = Callable[[int, tuple[int, ...], float, type[nn.Module]], nn.Module]
 
 
 def _scaled(base: int, width: float, multiple: int = 1) -> int:
@@ -59,46 +59,45 @@ def _resnet(fn: Callable[..., ResNet]) -> Builder:
     return build
 
 
+_IMAGES = "CIFAR-style ResNet{}, base width 64; square images"
+register_model("resnet18", _IMAGES.format("-18"), per_block=True)(_resnet(resnet18))
+register_model("resnet34", _IMAGES.format("-34"), per_block=True)(_resnet(resnet34))
+register_model("resnet50", _IMAGES.format("-50 (bottleneck)"), per_block=True)(_resnet(resnet50))
+
+
+@register_model("vgg16", "VGG-16 with BatchNorm, base width 64; square images")
 def _vgg(k: int, shape: tuple[int, ...], width: float, act: type[nn.Module]) -> nn.Module:
     channels, size = _image("vgg16", shape)
     return VGG(k, channels, _scaled(64, width), act, size)
 
 
+@register_model("vit", "small ViT (dim 64, depth 4), only its MLP units pruned; images")
 def _vit(k: int, shape: tuple[int, ...], width: float, act: type[nn.Module]) -> nn.Module:
     channels, size = _image("vit", shape)
     patch = 4 if size % 4 == 0 else 7 if size % 7 == 0 else 1
     return ViT(k, channels, size, patch, _scaled(64, width, 4), act=act)
 
 
+@register_model("cnn1d", "1-D CNN for MNIST-1D, base width 32; sequences (C, L)")
 def _cnn1d(k: int, shape: tuple[int, ...], width: float, act: type[nn.Module]) -> nn.Module:
     channels, length = _sequence("cnn1d", shape)
     return CNN1d(k, channels, length, _scaled(32, width), act)
 
 
+@register_model("resnet1d", "1-D ResNet for MNIST-1D, base width 32; sequences (C, L)")
 def _resnet1d(k: int, shape: tuple[int, ...], width: float, act: type[nn.Module]) -> nn.Module:
     channels, _ = _sequence("resnet1d", shape)
     return ResNet1d(k, channels, _scaled(32, width), act=act)
 
 
+@register_model("mlp", "MLP 100-300 (the paper's MNIST MLP); any input")
 def _mlp(k: int, shape: tuple[int, ...], width: float, act: type[nn.Module]) -> nn.Module:
     return MLP(shape, (_scaled(100, width), _scaled(300, width)), k, act)
 
 
+@register_model("mlp-bn", "MLP 100-300 with BatchNorm before each activation; any input")
 def _mlp_bn(k: int, shape: tuple[int, ...], width: float, act: type[nn.Module]) -> nn.Module:
     return MLP(shape, (_scaled(100, width), _scaled(300, width)), k, act, norm=True)
-
-
-MODELS: dict[str, Builder] = {
-    "mlp": _mlp,
-    "mlp-bn": _mlp_bn,
-    "resnet18": _resnet(resnet18),
-    "resnet34": _resnet(resnet34),
-    "resnet50": _resnet(resnet50),
-    "vgg16": _vgg,
-    "cnn1d": _cnn1d,
-    "resnet1d": _resnet1d,
-    "vit": _vit,
-}
 
 
 def build_model(
@@ -113,16 +112,16 @@ def build_model(
     Raises:
         DempError: Unknown name or activation, or an input shape the model cannot take.
     """
-    if name not in MODELS:
-        raise DempError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    spec = get_model(name)
     if activation not in ACTIVATIONS:
         raise DempError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
     if width <= 0:
         raise DempError(f"width multiplier must be positive, got {width}")
-    return MODELS[name](num_classes, tuple(input_shape), width, ACTIVATIONS[activation])
+    return spec.builder(num_classes, tuple(input_shape), width, ACTIVATIONS[activation])
 
 
 __all__ = [
-    "ACTIVATIONS", "MLP", "MODELS", "VGG", "CNN1d", "ResNet", "ResNet1d", "ViT",
-    "build_model", "resnet18", "resnet34", "resnet50",
+    "ACTIVATIONS", "MLP", "MODELS", "VGG", "CNN1d", "ModelSpec", "ResNet", "ResNet1d", "ViT",
+    "build_model", "get_model", "model_names", "register_model", "resnet18", "resnet34",
+    "resnet50",
 ]  # fmt: skip
