@@ -68,9 +68,10 @@ def test_a_registered_model_is_a_model_choice_at_once():
     try:
         args = build_parser().parse_args(["train", "--model", "tiny-res", "--out", "x"])
         assert args.model == "tiny-res"
-        assert "tiny-res" in build_parser()._subparsers._group_actions[0].choices[
-            "train"
-        ].format_help()
+        assert (
+            "tiny-res"
+            in build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+        )
         assert build_model("tiny-res", 3, (2, 4))(torch.zeros(5, 2, 4)).shape == (5, 3)
         config = TrainConfig.from_dict({"model": "tiny-res", "method": "demp", "steps": 4})
         assert config.residual_mode() == "per-block"
