@@ -5,6 +5,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# the demp command leaves torch's thread count alone under OMP_NUM_THREADS: every run of a
+# test then computes with the same count (a resumed run must match a straight one bit for bit)
+os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
 
 
 import pytest  # noqa: E402

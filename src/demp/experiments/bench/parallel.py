@@ -26,6 +26,7 @@ from typing import Any
 
 from ...errors import DempError
 from ..harness.config import TrainConfig
+from ..harness.threads import usable_cores
 
 
 def stop_when_orphaned(poll: float = 1.0) -> threading.Thread:
@@ -71,7 +72,7 @@ def run_side_by_side(
     Args:
         runs: (name, config, run folder) in the order to start them.
         jobs: Processes side by side.
-        threads: Torch threads per process (None: torch's default).
+        threads: Torch threads per process (None: the usable cores over ``jobs``).
         deadline: Seconds after which no new run is started (None: no limit).
         report: Called with each finished run's name and summary.
 
@@ -83,6 +84,8 @@ def run_side_by_side(
     """
     if jobs < 1 or (threads is not None and threads < 1):
         raise DempError(f"jobs and threads must be >= 1, got {jobs} and {threads}")
+    if threads is None:  # the usable cores shared out: two runs on two cores, one each
+        threads = max(1, usable_cores() // jobs)
     start, todo, failed = time.monotonic(), list(runs), []
     extra = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
     context = multiprocessing.get_context("spawn")

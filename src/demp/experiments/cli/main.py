@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,11 @@ from typing import Any
 from ...errors import DempError
 from ..analysis import ANALYSES
 from ..bench.presets import GROUPS, PRESETS
+from ..harness.threads import apply_threads
 from .launch import launch, launch_needed
-from .options import add_train_options, overrides_from_args
+from .options import add_train_options, overrides_from_args, positive_int
+
+THREADS_HELP = "torch threads (default: the cores free at the start, or OMP_NUM_THREADS)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", type=Path, default=Path("runs/analyze"))
     analyze.add_argument("--data-dir", default=None, help="folder of MNIST/Fashion-MNIST files")
     analyze.add_argument("--no-progress", action="store_true")
+    analyze.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
 
     demo = sub.add_parser("demo", help="dense vs DemP side by side on built-in data")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -66,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--target-sparsity", type=float, default=0.8,
                       help="DemP's target weight sparsity (a controller sets lambda)")  # fmt: skip
     demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     return parser
 
 
@@ -77,7 +83,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--no-progress", action="store_true")
     bench.add_argument("--jobs", type=int, default=1, help="runs side by side (own processes)")
-    bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    bench.add_argument("--threads", type=positive_int, default=None,
+                       help="torch threads per run (default: usable cores / --jobs)")  # fmt: skip
     bench.add_argument(
         "--include",
         nargs="+",
@@ -98,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             if launch_needed(args.nproc):
                 return launch(args.nproc, argv)
             return _train(args)
+        if args.command in ("demo", "analyze"):
+            print(f"demp {args.command}: {apply_threads(args.threads)}", flush=True)
         if args.command == "report":
             return _report(args)
         if args.command == "analyze":
@@ -143,7 +152,7 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = overrides_from_args(args)
     if args.resume is not None:
-        extra = set(overrides) - {"device"}
+        extra = set(overrides) - {"device", "threads"}
         if extra or args.config or args.out:
             raise DempError(f"--resume takes the run's own config; drop {sorted(extra) or '--out'}")
         config_file = args.resume / "config.json"
@@ -152,6 +161,7 @@ def _train(args: argparse.Namespace) -> int:
         saved = _read_config(config_file)
         saved.setdefault("data_seed", saved.get("seed", 0))  # folders from before data_seed
         config = TrainConfig.from_dict(merge(saved, overrides))
+        _first_line(config, args.resume, "resuming")
         summary = run_training(config, args.resume, resume=True, progress=not args.no_progress,
                                stop_after=args.stop_after)  # fmt: skip
         _print_summary(summary, args.resume)
@@ -160,10 +170,19 @@ def _train(args: argparse.Namespace) -> int:
         raise DempError("give --out RUN_DIR (or --resume RUN_DIR)")
     base: dict[str, Any] = load_toml(args.config) if args.config else {}
     config = TrainConfig.from_dict(merge(base, overrides))
+    _first_line(config, args.out, "training")
     summary = run_training(config, args.out, progress=not args.no_progress,
                            stop_after=args.stop_after)  # fmt: skip
     _print_summary(summary, args.out)
     return 0
+
+
+def _first_line(config: Any, out: Path, doing: str) -> None:
+    """Set the run's torch threads, and say what runs where with how many (rank 0)."""
+    threads = apply_threads(config.threads)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"demp train: {doing} {config.method} {config.model} on {config.dataset} -> "
+              f"{out}; {threads}", flush=True)  # fmt: skip
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:

@@ -27,6 +27,14 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 # (flag, section, key, type, choices, help); section None = run option, "demp" = DemPConfig
 RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--dataset", None, "dataset", str, DATASETS, "dataset (the registry demp.experiments.data.DATASETS)"),
@@ -51,6 +59,7 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--seed", None, "seed", int, None, "seed of data order, augmentation and model init"),
     ("--data-seed", None, "data_seed", int, None, "seed of the data itself (training subset, generated datasets), the same for every --seed"),
     ("--device", None, "device", str, None, "auto, cpu, cuda, cuda:1..."),
+    ("--threads", None, "threads", int, None, "torch threads (not given: the cores free at the start, or OMP_NUM_THREADS)"),
     ("--log-every", None, "log_every", int, None, "steps between metric lines"),
     ("--monitor-every", None, "monitor_every", int, None, "dense runs: steps between dead-unit counts"),
     ("--eval-every", None, "eval_every", int, None, "epochs between test evaluations (the last step is always evaluated)"),

@@ -68,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     data_seed: int = 0
     device: str = "auto"
+    threads: int | None = None
     log_every: int = 25
     monitor_every: int | None = None
     eval_every: int = 1
@@ -174,6 +175,7 @@ _NUMBERS: dict[str, tuple[str, float, float, bool]] = {
     "epochs": ("real", 0.0, math.inf, False), "steps": ("int", 1, math.inf, True),
     "batch_size": ("int", 1, math.inf, True), "log_every": ("int", 1, math.inf, True),
     "eval_every": ("int", 1, math.inf, True), "monitor_every": ("int", 1, math.inf, True),
+    "threads": ("int", 1, math.inf, True),
     "train_size": ("int", 1, math.inf, True), "test_size": ("int", 1, math.inf, True),
     "seed": ("int", 0, math.inf, True), "data_seed": ("int", 0, math.inf, True),
 }  # fmt: skip

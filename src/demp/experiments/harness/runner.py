@@ -275,7 +275,7 @@ def make_summary(s: RunState, result: dict[str, float]) -> dict[str, Any]:
         "masked_weights": s.method.zero_weights(),
         "weight_sparsity": 1 - params / initial["params"],
         "inference_flops": flops, "inference_flops_ratio": flops / initial["flops"],
-        "wall_seconds": s.elapsed(),
+        "wall_seconds": s.elapsed(), "threads": torch.get_num_threads(),
     }  # fmt: skip
     if s.method.pruner is not None:
         seconds = s.method.pruner.summary().seconds
