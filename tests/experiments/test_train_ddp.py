@@ -34,7 +34,8 @@ def records(run):
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     done = demp_train(*DEMP, "--out", tmp_path / "two", nproc=2)
-    assert done.stdout.count("demp mlp on synthetic") == 1  # only rank 0 prints
+    assert done.stdout.count("demp mlp on synthetic: test acc") == 1  # only rank 0 prints
+    assert done.stdout.count("demp train: training demp mlp") == 1
     demp_train(*DEMP, "--out", tmp_path / "one")
     a, b = (json.loads((tmp_path / r / "summary.json").read_text()) for r in ("two", "one"))
     assert a["units"] < a["units_initial"]  # units were removed
