@@ -51,6 +51,14 @@ def assert_same_run(a: Path, b: Path):
     assert metric_lines(a) == metric_lines(b)
 
 
+def cut_at(tmp_path, interrupt_at, *signal_args, **signal_kwargs):
+    """A run stopped (exit 130) by ``interrupt_at(*signal_args, ...)``; its folder."""
+    disarm = interrupt_at(*signal_args, **signal_kwargs)
+    assert train(tmp_path / "cut") == 130
+    disarm()
+    return tmp_path / "cut"
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     out = tmp_path_factory.mktemp("straight") / "run"
@@ -63,9 +71,7 @@ def test_a_signal_in_any_phase_stops_at_the_step_boundary_and_resumes_exactly(
     phase, straight, tmp_path, interrupt_at
 ):
     n = {"evaluation": 2, "checkpoint": 2}.get(phase, 13)  # mid-epoch for the step phases
-    disarm = interrupt_at(n, phase)
-    assert train(tmp_path / "cut") == 130
-    disarm()
+    cut_at(tmp_path, interrupt_at, n, phase)
     spec = json.loads((tmp_path / "cut" / "checkpoint" / "spec.json").read_text())
     assert spec["extra"]["step"] == (16 if n == 2 else 13)  # the end of the step signalled
     assert resume(tmp_path / "cut") == 0
@@ -73,9 +79,7 @@ def test_a_signal_in_any_phase_stops_at_the_step_boundary_and_resumes_exactly(
 
 
 def test_sigterm_is_handled_like_ctrl_c(straight, tmp_path, interrupt_at):
-    disarm = interrupt_at(13, "backward", signum=signal.SIGTERM)
-    assert train(tmp_path / "cut") == 130
-    disarm()
+    cut_at(tmp_path, interrupt_at, 13, "backward", signum=signal.SIGTERM)
     assert (
         json.loads((tmp_path / "cut" / "checkpoint" / "spec.json").read_text())["extra"]["step"]
         == 13
@@ -87,9 +91,7 @@ def test_sigterm_is_handled_like_ctrl_c(straight, tmp_path, interrupt_at):
 def test_a_second_signal_stops_at_once_and_keeps_the_last_complete_checkpoint(
     straight, tmp_path, interrupt_at, capsys
 ):
-    disarm = interrupt_at(13, "optimizer", times=2)  # inside step 13: after the epoch at 8
-    assert train(tmp_path / "cut") == 130
-    disarm()
+    cut_at(tmp_path, interrupt_at, 13, "optimizer", times=2)  # inside step 13: after the epoch at 8
     assert "without a checkpoint" in capsys.readouterr().out
     assert (
         json.loads((tmp_path / "cut" / "checkpoint" / "spec.json").read_text())["extra"]["step"]
@@ -157,9 +159,7 @@ class _Nothing:
 
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(straight, tmp_path,
                                                                     interrupt_at):  # fmt: skip
-    disarm = interrupt_at(20)  # checkpoints at 8 and 16, then 20 at the signal
-    assert train(tmp_path / "cut") == 130
-    disarm()
+    cut_at(tmp_path, interrupt_at, 20)  # checkpoints at 8 and 16, then 20 at the signal
     ckpt = tmp_path / "cut" / "checkpoint"
     data = bytearray((ckpt / "model.safetensors").read_bytes())
     data[-64:] = bytes(64)  # 64 bytes of the weights zeroed
@@ -170,9 +170,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(straight, tm
 
 
 def test_both_checkpoints_damaged_is_a_clear_error(tmp_path, interrupt_at, capsys):
-    disarm = interrupt_at(20)
-    assert train(tmp_path / "cut") == 130
-    disarm()
+    cut_at(tmp_path, interrupt_at, 20)
     for name in ("checkpoint", "checkpoint.prev"):
         (tmp_path / "cut" / name / "optimizer.safetensors").write_bytes(b"garbage")
     capsys.readouterr()
@@ -188,9 +186,7 @@ def test_both_checkpoints_damaged_is_a_clear_error(tmp_path, interrupt_at, capsy
      ("config.json", '{"dataset": "synth')],
 )  # fmt: skip
 def test_a_malformed_file_is_a_one_line_error(name, content, tmp_path, interrupt_at, capsys):
-    disarm = interrupt_at(20)
-    assert train(tmp_path / "cut") == 130
-    disarm()
+    cut_at(tmp_path, interrupt_at, 20)
     shutil.rmtree(tmp_path / "cut" / "checkpoint.prev")
     (tmp_path / "cut" / name).write_text(content)
     capsys.readouterr()
@@ -226,9 +222,7 @@ def test_a_full_disk_is_a_one_line_error_and_the_last_checkpoint_survives(
 
 def test_a_checkpoint_of_the_earlier_layout_still_resumes(straight, tmp_path, interrupt_at):
     """Before the single channel DemP's state was ``pruner.json`` beside the spec."""
-    disarm = interrupt_at(13)
-    assert train(tmp_path / "cut") == 130
-    disarm()
+    cut_at(tmp_path, interrupt_at, 13)
     ckpt = tmp_path / "cut" / "checkpoint"
     spec = json.loads((ckpt / "spec.json").read_text())
     (ckpt / "pruner.json").write_text(json.dumps(spec["extra"].pop("method")["pruner"]))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from collections.abc import Iterable, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DempError
+from ..harness.rundir import read_json_object
 
 RUNS_SUBDIR = "runs"
 LEADING = ("run", "method", "level", "target", "reg_strength", "seed", "dataset", "model", "width")
@@ -129,15 +129,7 @@ def _sweep_order(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DempError(f"cannot read {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise DempError(f"{path} does not hold a JSON object")
-    return data
+    return read_json_object(path) if path.is_file() else None
 
 
 def _is_scalar(value: Any) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -137,13 +136,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _read_config(file: Path) -> dict[str, Any]:
     """A run folder's config.json, or a one-line error saying what is wrong with it."""
+    from ..harness.rundir import read_json_object
+
     try:
-        saved = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
-        raise DempError(f"cannot resume: {file} is unreadable or not JSON ({err})") from err
-    if not isinstance(saved, dict):
-        raise DempError(f"cannot resume: {file} holds no config (a JSON object)")
-    return saved
+        return read_json_object(file)
+    except DempError as err:
+        raise DempError(f"cannot resume: {err}") from err
 
 
 def _train(args: argparse.Namespace) -> int:

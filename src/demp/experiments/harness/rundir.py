@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from ...errors import DempError
+
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file in the same folder, then rename)."""
@@ -53,6 +55,21 @@ class MetricsLog:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
         os.replace(tmp, self.path)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that holds an object.
+
+    Raises:
+        DempError: The file is unreadable, not JSON, or holds something else (one line).
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DempError(f"cannot read {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise DempError(f"{path} does not hold a JSON object")
+    return data
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
