@@ -8,6 +8,7 @@ import demp
 from demp.errors import DempError
 from demp.experiments.cli.main import build_parser
 from demp.experiments.cli.options import all_options, overrides_from_args
+from demp.experiments.harness.config import RUN_WIDE
 
 
 def train_parser():
@@ -18,7 +19,8 @@ def train_parser():
 
 def test_every_demp_field_has_a_flag_and_every_flag_a_field():
     fields = {f.name: f for f in dataclasses.fields(demp.DemPConfig)}
-    rows = {key: flag for flag, section, key, *_ in all_options() if section == "demp"}
+    rows = {key: flag for flag, section, key, *_ in all_options()
+            if section == "demp" or key in RUN_WIDE}  # fmt: skip
     assert set(rows) <= set(fields)  # every DemP flag names a field
     flags = {s for a in train_parser()._actions for s in a.option_strings}
     for name, f in fields.items():
@@ -75,3 +77,47 @@ def test_one_target_flag_for_every_method():
     assert config("snap", "--target", "0.6").method_config().target == 0.6
     with pytest.raises(DempError, match="--target 0.6 and DemP's target_sparsity 0.7 disagree"):
         config("demp", "--target", "0.6", "--target-sparsity", "0.7")
+
+
+def test_run_wide_options_belong_to_the_run_and_reach_demp():
+    from demp.experiments.harness.config import TrainConfig, merge
+
+    def config(*argv):
+        args = train_parser().parse_args(list(argv))
+        return TrainConfig.from_dict(merge({"steps": 8}, overrides_from_args(args)))
+
+    snap = config("--method", "snap", "--probe-size", "64", "--criterion", "eps", "--eps", "0.1",
+                  "--ignored-layers", "fc", "--allow-inexact-norm")  # fmt: skip
+    assert (snap.probe_size, snap.criterion, snap.eps) == (64, "eps", 0.1)
+    assert snap.ignored_layers == ("fc",) and snap.allow_inexact_norm
+    assert (
+        snap.structure_options()
+        == demp.DemPConfig(ignored_layers=("fc",), allow_inexact_norm=True).structure_options()
+    )
+    run = config("--method", "demp", "--probe-size", "64")
+    assert run.method_config().probe_size == 64 and "probe_size" not in run.to_dict()["demp"]
+    assert TrainConfig.from_dict(run.to_dict()) == run  # config.json round trip
+    # a config written before the move (the [demp] table held them) still loads
+    old = TrainConfig.from_dict({"steps": 8, "demp": {"probe_size": 32, "criterion": "eps"}})
+    assert (old.probe_size, old.criterion) == (32, "eps")
+    with pytest.raises(DempError, match="probe_size given twice"):
+        TrainConfig.from_dict({"steps": 8, "probe_size": 16, "demp": {"probe_size": 32}})
+    with pytest.raises(DempError, match="probe_size"):
+        config("--method", "snap", "--probe-size", "0")
+
+
+def test_every_baseline_number_is_refused_when_not_finite_or_negative():
+    from demp.methods import registry
+
+    checked = 0
+    for name in registry.method_names():
+        spec = registry.get_method(name)
+        for f in dataclasses.fields(spec.options) if spec.options is not None else ():
+            if "float" not in str(f.type) and "int" not in str(f.type):
+                continue
+            bad = (float("nan"), float("inf"), -1.0) if "float" in str(f.type) else (-1,)
+            for value in bad:
+                with pytest.raises(DempError, match=f"invalid options for method '{name}'"):
+                    spec.make_options({f.name: value})
+                checked += 1
+    assert checked >= 20  # the options of every baseline were seen

@@ -22,6 +22,7 @@ Options are flat: a TOML run file or ``demp train`` flag ``--target 0.8`` sets t
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,8 +63,14 @@ class MethodSpec:
         if self.options is None:
             return None
         names = {f.name for f in dataclasses.fields(self.options)}
+        given = {k: v for k, v in values.items() if k in names}
+        for key, value in given.items():  # every method: no NaN or infinity, whatever its ranges
+            if isinstance(value, float) and not math.isfinite(value):
+                flag = "--" + key.replace("_", "-")
+                raise DempError(f"invalid options for method {self.name!r}: {flag} must be a "
+                                f"finite number, got {value}")  # fmt: skip
         try:
-            return self.options(**{k: v for k, v in values.items() if k in names})
+            return self.options(**given)
         except (TypeError, ValueError) as err:
             raise DempError(f"invalid options for method {self.name!r}: {err}") from err
 

@@ -36,6 +36,8 @@ class SlimmingOptions:
 
     def __post_init__(self) -> None:
         check_target(self.target, self.target_metric)
+        if self.slim_lambda < 0.0:
+            raise ValueError(f"slim_lambda must be >= 0, got {self.slim_lambda}")
         if not 0.0 < self.slim_prune_at <= 1.0:
             raise ValueError(f"slim_prune_at must be in (0, 1], got {self.slim_prune_at}")
 

@@ -11,7 +11,7 @@ from ...algorithm.config import VARIANTS, DemPConfig
 from ...methods import method_names, option_fields
 from ...schedules import Constant, CosineDecay, OneCycle, Warmup
 from ..data import DATASETS
-from ..harness.config import RESIDUAL_MODES, TrainConfig
+from ..harness.config import RESIDUAL_MODES, RUN_WIDE, TrainConfig
 from ..harness.lr import LR_SCHEDULES
 from ..harness.optim import OPTIMIZERS
 from ..models import ACTIVATIONS, MODELS
@@ -97,8 +97,9 @@ def demp_options() -> list[tuple[str, str | None, str, Any, tuple | None, str]]:
         if "help" not in f.metadata:
             continue
         flag = f.metadata.get("flag") or f"--{f.name.replace('_', '-')}"
+        section = None if f.name in RUN_WIDE else "demp"  # a run's, DemP's from the run
         rows.append(
-            (flag, "demp", f.name, flag_type(f), f.metadata.get("choices"), f.metadata["help"])
+            (flag, section, f.name, flag_type(f), f.metadata.get("choices"), f.metadata["help"])
         )
     return rows
 
@@ -165,11 +166,12 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, _dest(_flag))
         if value is not None:
             (out["demp"] if section == "demp" else out)[key] = value
-    for key in ("dynamic", "allow_inexact_norm"):
-        if getattr(args, key) is not None:
-            out["demp"][key] = getattr(args, key)
+    if args.dynamic is not None:
+        out["demp"]["dynamic"] = args.dynamic
+    if args.allow_inexact_norm is not None:
+        out["allow_inexact_norm"] = args.allow_inexact_norm
     if args.ignored_layers is not None:
-        out["demp"]["ignored_layers"] = list(args.ignored_layers)
+        out["ignored_layers"] = list(args.ignored_layers)
     if args.schedule is not None or args.warmup is not None:
         name = args.schedule or "one-cycle"
         kwargs = {"warmup": args.warmup} if args.warmup and name == "one-cycle" else {}

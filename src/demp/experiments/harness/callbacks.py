@@ -55,7 +55,7 @@ def log_checks(s: RunState) -> None:
 def monitor(s: RunState) -> None:
     """Count the dead units of the monitored groups now (counted as evaluation time)."""
     start = time.perf_counter()
-    c = s.config.demp
+    c = s.config
     tracker = DeathTracker(s.model, s.probe, criterion=c.criterion, eps=c.eps,
                            max_examples=None, structure=s.monitor_structure)  # fmt: skip
     record = tracker.check(s.step)

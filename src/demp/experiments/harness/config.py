@@ -26,6 +26,7 @@ from typing import Any
 from ...algorithm.config import DemPConfig
 from ...errors import DempError
 from ...methods import get_method, option_fields
+from ...structure import StructureOptions
 from ..models.registry import MODELS
 from .lr import LR_SCHEDULES
 from .optim import OPTIMIZERS
@@ -42,9 +43,15 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+# options every run uses to watch its units, whatever its method: the death checks' probe
+# and criterion, the tracing of the channel groups. DemP's DemPConfig takes them from the run.
+RUN_WIDE = ("probe_size", "criterion", "eps", "ignored_layers", "allow_inexact_norm")
+_DEMP_DEFAULTS = {f.name: f.default for f in dataclasses.fields(DemPConfig) if f.name in RUN_WIDE}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of one training run of the harness."""
+    """Options of one training run of the harness (the run-wide ones: :data:`RUN_WIDE`)."""
 
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
@@ -72,6 +79,11 @@ class TrainConfig:
     log_every: int = 25
     monitor_every: int | None = None
     eval_every: int = 1
+    probe_size: int = _DEMP_DEFAULTS["probe_size"]
+    criterion: str = _DEMP_DEFAULTS["criterion"]
+    eps: float | None = _DEMP_DEFAULTS["eps"]
+    ignored_layers: tuple[str, ...] = _DEMP_DEFAULTS["ignored_layers"]
+    allow_inexact_norm: bool = _DEMP_DEFAULTS["allow_inexact_norm"]
     demp: DemPConfig = field(default_factory=DemPConfig)
     method_options: dict[str, Any] = field(default_factory=dict)
 
@@ -79,6 +91,11 @@ class TrainConfig:
         unknown = sorted(set(self.method_options) - set(option_fields()))
         if unknown:
             raise DempError(f"unknown run options: {unknown}")
+        object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
+        try:  # the run-wide options, checked as DemP checks them
+            DemPConfig(**self.run_wide())
+        except (TypeError, ValueError) as err:
+            raise DempError(f"invalid run options: {err}") from err
         self.method_config()  # validates the method's name and options
         if self.optimizer not in tuple(OPTIMIZERS):
             raise DempError(
@@ -105,9 +122,22 @@ class TrainConfig:
         return "per-block" if demp_run and spec is not None and spec.per_block else "coupled"
 
     def method_config(self) -> Any:
-        """The options of the run's method (its frozen dataclass, or the DemPConfig)."""
+        """The options of the run's method (its frozen dataclass, or the DemPConfig).
+
+        DemP's carries the run-wide options (:data:`RUN_WIDE`) of this run.
+        """
         spec = get_method(self.method)
-        return self.demp if spec.demp_config else spec.make_options(self.method_options)
+        if spec.demp_config:
+            return dataclasses.replace(self.demp, **self.run_wide())
+        return spec.make_options(self.method_options)
+
+    def run_wide(self) -> dict[str, Any]:
+        """The run-wide options (:data:`RUN_WIDE`) by name."""
+        return {name: getattr(self, name) for name in RUN_WIDE}
+
+    def structure_options(self) -> StructureOptions:
+        """How the run traces its channel groups (ignored layers, inexact norms)."""
+        return StructureOptions.of(self.ignored_layers, self.allow_inexact_norm)
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """Steps of the run: ``steps`` if given, else ``epochs`` x steps per epoch."""
@@ -128,7 +158,8 @@ class TrainConfig:
         if not get_method(self.method).demp_config and options is not None:
             out.update(dataclasses.asdict(options))
         out.update({k: v for k, v in self.method_options.items() if k not in out})
-        out["demp"] = self.demp.to_dict()
+        out["ignored_layers"] = list(self.ignored_layers)
+        out["demp"] = {k: v for k, v in self.demp.to_dict().items() if k not in RUN_WIDE}
         return out
 
     @classmethod
@@ -142,6 +173,7 @@ class TrainConfig:
             raise DempError(f"unknown run options: {unknown}")
         options = {k: data.pop(k) for k in list(data) if k in methods and k not in known}
         demp_table = _demp_table(data, options)
+        _move_run_wide(data, demp_table)
         try:
             demp = DemPConfig.from_dict(demp_table)
             return cls(**data, demp=demp, method_options=options)
@@ -151,6 +183,17 @@ class TrainConfig:
 
 # the methods' options that DemP takes as DemPConfig fields: --target and --target-metric
 SHARED_WITH_DEMP = {"target": "target_sparsity", "target_metric": "target_metric"}
+
+
+def _move_run_wide(data: dict[str, Any], table: dict[str, Any]) -> None:
+    """Run-wide options given in the ``demp`` table (configs before they moved) go up."""
+    for name in RUN_WIDE:
+        if name in table:
+            value = table.pop(name)
+            if data.setdefault(name, value) != value:
+                raise DempError(f"{name} given twice: {data[name]} and {value} in [demp]")
+    if "ignored_layers" in data:
+        data["ignored_layers"] = tuple(data["ignored_layers"])
 
 
 def _demp_table(data: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

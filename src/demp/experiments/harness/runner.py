@@ -77,7 +77,7 @@ def build_run(config: TrainConfig, out: Path, progress: bool) -> RunState:
                         config.activation).to(device)  # fmt: skip
     residuals = per_block_residuals(model, data.train_x[:2].to(device), config.residual_mode())
     optimizer = make_optimizer(config, model)
-    probe = data.probe(config.demp.probe_size).to(device)
+    probe = data.probe(config.probe_size).to(device)
     ctx = MethodContext(model, optimizer, total, spe, ranks.shard(probe), config.batch_size,
                         sync=all_reduce_max if ranks.distributed else None)  # fmt: skip
     method = get_method(config.method).factory(config.method_config(), ctx)
@@ -112,7 +112,7 @@ def per_block_residuals(model: torch.nn.Module, example: torch.Tensor, mode: str
 
 def monitored_groups(s: RunState) -> Structure:
     """The groups counted (and cut by the baselines) when the method keeps none of its own."""
-    return build_checked_structure(s.model, s.probe, s.config.demp.structure_options())
+    return build_checked_structure(s.model, s.probe, s.config.structure_options())
 
 
 def _connect(s: RunState) -> None:
