@@ -231,3 +231,22 @@ def test_a_checkpoint_of_the_earlier_layout_still_resumes(straight, tmp_path, in
     shutil.rmtree(tmp_path / "cut" / "checkpoint.prev")
     assert resume(tmp_path / "cut") == 0
     assert_same_run(straight, tmp_path / "cut")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda extra: extra.pop("step"), lambda extra: extra["method"].update(pruner={}),
+     lambda extra: extra.update(method={})],
+    ids=["no step", "empty pruner state", "no method state"],
+)  # fmt: skip
+def test_a_malformed_run_state_in_the_spec_is_a_one_line_error(damage, tmp_path, interrupt_at,
+                                                                capsys):  # fmt: skip
+    cut = cut_at(tmp_path, interrupt_at, 20)
+    shutil.rmtree(cut / "checkpoint.prev")
+    spec = json.loads((cut / "checkpoint" / "spec.json").read_text())
+    damage(spec["extra"])
+    (cut / "checkpoint" / "spec.json").write_text(json.dumps(spec))
+    capsys.readouterr()
+    assert resume(cut) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("demp: error: cannot resume") and err.count("\n") == 1, err

@@ -170,6 +170,18 @@ def resume(s: RunState) -> None:
     ckpt = latest_checkpoint(ckpt)
     _check_same_model(s, ckpt)
     extra = load_checkpoint(ckpt, s.model, s.optimizer)
+    try:
+        _restore(s, ckpt, extra)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise DempError(
+            f"cannot resume: {ckpt / 'spec.json'} holds a malformed run state ({err!r})"
+        ) from err
+    if s.ranks.main:
+        s.log.truncate_after(s.step)
+
+
+def _restore(s: RunState, ckpt: Path, extra: dict[str, Any]) -> None:
+    """The counters, the method's state and the monitored groups saved with ``ckpt``."""
     if s.method.structure is None:  # the checkpoint may have reshaped the model
         s.monitor_structure = monitored_groups(s)
         s.monitor_structure.history = removal_history(ckpt)
@@ -185,8 +197,6 @@ def resume(s: RunState) -> None:
     s.method.load_state_dict(*_method_state(s, ckpt, extra), s.step)
     s.events_logged = len(s.method.history) if s.method.history is not None else 0
     s.costs.remeasure(s.model, s.method.flops_saved())  # with the method's masks back
-    if s.ranks.main:
-        s.log.truncate_after(s.step)
 
 
 def _method_state(s: RunState, ckpt: Path, extra: dict[str, Any]) -> tuple[dict, Any]:
