@@ -7,7 +7,7 @@ the cell and stops it after. Ratios are taken against torch's defaults (its thre
 OpenMP's default wait policy: what the command did before) on the idle machine, same run.
 
     .venv/bin/python benchmarks/threads.py [--out runs/threads] [--md FILE] \\
-        [--workloads small demo] [--repeats 2]
+        [--workloads small demo] [--repeats 2] [--steps N]
 
 Workloads: ``small`` is issue #28's 60-step ``--method magnitude`` run (the default
 ResNet-18 at width 1/4 on 12x12 synthetic images); ``demo`` is
@@ -44,7 +44,7 @@ SETTINGS = [
 ]
 
 
-def train_seconds(workload: str, env: dict[str, str] | None, out: Path) -> float:
+def train_seconds(workload: str, env: dict[str, str] | None, out: Path, steps: int | None) -> float:
     """One run in a fresh process; its training seconds."""
     shutil.rmtree(out, ignore_errors=True)
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
@@ -55,18 +55,22 @@ def train_seconds(workload: str, env: dict[str, str] | None, out: Path) -> float
                "import sys; sys.exit(main(sys.argv[1:]))"]  # fmt: skip
         full = {**base, **env}
     args = ["train", "--dataset", "synthetic", "--batch-size", "32", "--no-progress",
-            *WORKLOADS[workload], "--out", str(out)]  # fmt: skip
+            *WORKLOADS[workload], *(["--steps", str(steps)] if steps else []),
+            "--out", str(out)]  # fmt: skip
     subprocess.run([*cmd, *args], env=full, check=True, capture_output=True)
     return float(json.loads((out / "summary.json").read_text())["train_seconds"])
 
 
-def measure(workload: str, load: str, env: dict[str, str] | None, out: Path, repeats: int) -> float:
+def measure(
+    workload: str, load: str, env: dict[str, str] | None, out: Path, repeats: int, steps: int | None
+) -> float:
     """Median training seconds of ``repeats`` runs, beside a busy loop when ``load`` is busy."""
     busy = None
     if load == "busy":
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        return statistics.median(train_seconds(workload, env, out) for _ in range(repeats))
+        runs = (train_seconds(workload, env, out, steps) for _ in range(repeats))
+        return statistics.median(runs)
     finally:
         if busy is not None:
             busy.kill()
@@ -81,6 +85,7 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS),
                         default=["small", "demo"])  # fmt: skip
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=None, help="override every workload's steps")
     args = parser.parse_args()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     lines = [
@@ -93,7 +98,8 @@ def main() -> None:
         cells = {}
         for name, env in SETTINGS:
             for load in ("idle", "busy"):
-                cells[name, load] = measure(workload, load, env, args.out / "run", args.repeats)
+                cells[name, load] = measure(workload, load, env, args.out / "run", args.repeats,
+                                            args.steps)  # fmt: skip
                 print(workload, name, load, f"{cells[name, load]:.2f} s", flush=True)
         base = cells[SETTINGS[0][0], "idle"]
         for name, _ in SETTINGS:
