@@ -10,6 +10,7 @@ from nets import ResNet, eval_out, kill
 from torch import nn
 
 import demp
+from demp.checkpoint import checkpoint_tensors
 
 
 def trained_and_shrunk(tmp_path):
@@ -132,6 +133,16 @@ def test_corrupted_or_missing_files_are_clear_errors(tmp_path):
         demp.load_checkpoint(path, fresh()[0])
     with pytest.raises(demp.CheckpointError, match="not found"):
         demp.load_checkpoint(tmp_path / "nowhere", fresh()[0])
+    path = demp.save_checkpoint(tmp_path / "ckpt", model)
+    tensors = {"mask": torch.tensor([True, False, True])}
+    path = demp.save_checkpoint(tmp_path / "ckpt", model, tensors=tensors)
+    data = bytearray((path / "extra.safetensors").read_bytes())
+    data[-1] ^= 1  # one bit of the mask's data flipped
+    (path / "extra.safetensors").write_bytes(bytes(data))
+    with pytest.raises(demp.CheckpointError, match="extra.safetensors is damaged"):
+        checkpoint_tensors(path)
+    assert not torch.equal(checkpoint_tensors(path, verify=False)["mask"], tensors["mask"])
+    demp.load_checkpoint(path, fresh()[0], verify=False)  # the caller checked, or chose not to
     path = demp.save_checkpoint(tmp_path / "ckpt", model)
     (path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(demp.CheckpointError, match="model.safetensors is damaged"):

@@ -45,9 +45,7 @@ from ..ops.slicing import replace_data
 from .files import fsync_dir, previous_of, remove_stale_temps, sha256, swap_into_place, verify_files  # noqa: F401 (re-exported)
 from .files import latest_checkpoint as _latest
 from .state import (
-    decode_state as decode_state,
-)
-from .state import (
+    decode_state,  # noqa: F401 (re-exported)
     encode_state,
     load_optimizer,
     plain,
@@ -156,6 +154,7 @@ def load_checkpoint(
     *,
     pruner: Any = None,
     rules: LayerRules | None = None,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Reshape ``model`` (built at its original size) to the checkpoint's and load it.
 
@@ -167,6 +166,8 @@ def load_checkpoint(
             state is restored after the model (its groups are traced again).
         rules: The layer table the model was cut with, when it holds layer types of
             your own (default: :data:`demp.ops.rules.DEFAULT_RULES`).
+        verify: Check every file's sha256 first (False: the caller has, e.g. through
+            :func:`latest_checkpoint`).
 
     Returns:
         The ``extra`` dict stored with the checkpoint.
@@ -179,7 +180,8 @@ def load_checkpoint(
 
     path = Path(path)
     spec = _read_spec(path)
-    verify_files(path, spec)
+    if verify:
+        verify_files(path, spec)
     _check_fits(model, spec)
     try:
         weights = load_file(str(path / "model.safetensors"), device="cpu")
@@ -208,12 +210,18 @@ def latest_checkpoint(path: str | os.PathLike[str]) -> Path:
     return _latest(path, _read_spec)
 
 
-def checkpoint_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The ``tensors`` saved with :func:`save_checkpoint` ({} when none), verified."""
+def checkpoint_tensors(
+    path: str | os.PathLike[str], *, verify: bool = True
+) -> dict[str, torch.Tensor]:
+    """The ``tensors`` saved with :func:`save_checkpoint` ({} when none).
+
+    ``verify=False`` skips the checksums (when the caller has checked them already).
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
-    verify_files(path, _read_spec(path))
+    if verify:
+        verify_files(path, _read_spec(path))
     file = path / "extra.safetensors"
     return load_file(str(file)) if file.exists() else {}
 
