@@ -111,7 +111,8 @@ class DemonPruner:
         example = to_device(take(self._probe[0], 1), device, dtype)
         self.costs = CostLedger.start(model, example, self.structure.num_units)
         self.steering = Steering(
-            self.config, model, self.structure, example, self.total_steps, self.costs
+            self.config, model, self.structure, example, self.total_steps, self.costs,
+            prune_every=self.prune_every,
         )
         self._weights = self.steering.reg_weights(self._reg_params)
         self._plan: NoisePlan | None = None
@@ -178,6 +179,9 @@ class DemonPruner:
             self.noise.add(self._plan, self.noise_std_at(self.step), self._gates)
             self._plan = self._gates = None
         self.seconds["noise"] += time.perf_counter() - start
+        start = time.perf_counter()
+        self.steering.fade_step(self.step + 1)
+        self.seconds["regularizer"] += time.perf_counter() - start
         self.step += 1
         self.costs.step()
         if (
@@ -217,6 +221,7 @@ class DemonPruner:
         self._warn_skipped()
         start = time.perf_counter()
         dead = self._find_dead(self.config.death_stats)
+        unfadeable = self.steering.settle_fade(dead)
         stale = None
         if self.config.count_stale and self.config.death_stats != "running":
             stale = self._find_dead("running").num_dead
@@ -231,6 +236,8 @@ class DemonPruner:
         steered = {**self.steering.after_check(self.step), "revived": revived}
         if stale is not None:
             steered["dead_running"] = stale
+        if unfadeable:
+            steered["unfadeable"] = unfadeable
         self._record(report, dead.num_dead, checked - start, done - checked, steered)
         self._last_report = report
         if report.removed:

@@ -24,6 +24,7 @@ from ..surgery import Decision, plan_removal
 from .budget import cap_removal, group_floors, largest_removal
 from .config import DemPConfig
 from .controller import TargetController
+from .fade import Fade
 
 _REACHED_WITHIN = 0.005  # a run this close below its target has reached it
 _LEDGER_KEYS = {"weight": "params", "neuron": "units", "flops": "flops"}
@@ -39,6 +40,7 @@ class Steering:
         example: One probe example (measures output positions for FLOPs).
         total_steps: Steps of the run.
         ledger: The pruner's cost ledger (initial sizes, current FLOPs).
+        prune_every: Steps between death checks (a fade lasts one interval).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class Steering:
         example: Batch,
         total_steps: int,
         ledger: CostLedger,
+        prune_every: int = 1,
     ) -> None:
         self.config, self.model, self.ledger = config, model, ledger
         self.total_steps = total_steps
@@ -57,6 +60,7 @@ class Steering:
         self.structure = structure
         self._costs: CostModel | None = None  # measured on first use (DemP+ options only)
         self.controller = None
+        self.fade: Fade | None = None
         if config.target_sparsity is not None:
             self.controller = TargetController(
                 config.target_sparsity,
@@ -67,6 +71,8 @@ class Steering:
                 max_scale=config.target_max_scale,
                 deadline=config.target_deadline,
             )
+            if config.fade:
+                self.fade = Fade(length=max(1, prune_every - 1))
             self._check_reachable()
 
     # ----------------------------------------------------------------- strengths
@@ -120,14 +126,46 @@ class Steering:
         """Update the controller with the sparsity after this check's removal."""
         if self.controller is None:
             return {}
-        sparsity = self.sparsity()
-        self.controller.update(step, sparsity, self._granularity())
-        return {
+        sparsity, tolerance = self.sparsity(), self._granularity()
+        self.controller.update(step, sparsity, tolerance)
+        out = {
             "target": self.controller.target,
             "target_sparsity": sparsity,
             "lambda_scale": self.controller.scale,
             "target_given_up": self.controller.stalled_at is not None,
         }
+        if self.fade is not None:
+            out["faded"] = self._start_fade(step, tolerance)
+        return out
+
+    def fade_step(self, completed: int) -> None:
+        """After an optimizer step (and its noise): scale the faded units down."""
+        if self.fade is not None:
+            self.fade.apply(self.model, self.structure, completed)
+
+    def settle_fade(self, dead: Decision) -> list[str]:
+        """At a check, before removal: end the fade; groups where it did not kill."""
+        return [] if self.fade is None else self.fade.settle(dead.removal_masks())
+
+    def _start_fade(self, step: int, tolerance: float) -> int:
+        """Fade the weakest units out when deaths stall at full strength (:mod:`.fade`).
+
+        Due at a check while pushing, with the scale at its ceiling and the schedule past
+        its rise, behind the reference by more than ``tolerance``, the last interval
+        having closed less than half the lag. The chosen units close the lag.
+        """
+        c, fade = self.controller, self.fade
+        assert c is not None and fade is not None
+        entry = c.trajectory[-1]
+        lag = entry["reference"] - entry["sparsity"]
+        gained = entry["sparsity"] - c.trajectory[-2]["sparsity"] if len(c.trajectory) > 1 else 0.0
+        full = c.scale >= c.max_scale and c.held(step) >= 1.0
+        if c.released_at is not None or not full or lag <= tolerance or gained >= 0.5 * lag:
+            return 0
+        budget = self._size() - (1.0 - entry["reference"]) * self._initial()
+        return fade.plan(
+            self.model, self.structure, self.costs, self.floors(), budget, self.metric, step
+        )
 
     def shortfall(self) -> str | None:
         """A note when the model is short of its target by more than one unit, else None."""
@@ -221,6 +259,8 @@ class Steering:
         state: dict[str, Any] = {"initial_widths": dict(self.initial_widths)}
         if self.controller is not None:
             state["controller"] = self.controller.state_dict()
+        if self.fade is not None:
+            state["fade"] = self.fade.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -228,6 +268,8 @@ class Steering:
         self.initial_widths = dict(state.get("initial_widths", self.initial_widths))
         if self.controller is not None and "controller" in state:
             self.controller.load_state_dict(state["controller"])
+        if self.fade is not None and "fade" in state:
+            self.fade.load_state_dict(state["fade"])
 
     # ----------------------------------------------------------------- helpers
     def _size(self) -> float:
