@@ -16,8 +16,10 @@ the next ``length`` steps, after every optimizer step (and its noise), their sca
 shift are multiplied down linearly to exactly zero and then held there. A unit whose scale
 and shift are zero outputs exactly zero after its norm, whatever the statistics: dead, so
 the next death check removes it exactly. The change to the function is spread over the
-interval and the network trains through it, as in gradual pruning. A group whose faded
-units did not all die (its norm is not their only source) is never faded again.
+interval and the network trains through it, as in gradual pruning. Before the first fade
+one unit of every group is zeroed for one death check (then restored): a group where that
+does not kill (a unit after a residual add, whose skip input still flows) is never faded,
+and neither is a group whose faded units did not all die.
 
 Example:
     >>> fade = Fade(length=57)
@@ -28,7 +30,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +40,7 @@ from torch import nn
 
 from ..structure import Structure
 from ..structure.costs import CostModel, Metric
+from ..surgery import Decision
 
 
 @dataclass
@@ -48,12 +52,14 @@ class Fade:
         chosen: Group name -> unit indices being faded (empty: no fade running).
         start: Completed steps when they were chosen.
         unfadeable: Groups whose faded units did not all die: never chosen again.
+        probed: Whether :meth:`probe` has run.
     """
 
     length: int
     chosen: dict[str, list[int]] = field(default_factory=dict)
     start: int = 0
     unfadeable: set[str] = field(default_factory=set)
+    probed: bool = False
 
     def __post_init__(self) -> None:
         self.length = max(1, int(self.length))
@@ -68,14 +74,19 @@ class Fade:
         metric: Metric,
         step: int,
     ) -> int:
-        """Choose the weakest units whose removal saves at least ``budget``; return how many.
+        """Choose the weakest units whose removal saves at most ``budget``; return how many.
+
+        The longest prefix of the units ranked weakest first whose exact saving fits the
+        budget, then each next unit that still fits (a group whose unit did not fit is
+        passed over): the saving falls short of the budget by less than any unit left.
 
         Args:
             model: The model.
             structure: Its channel groups (current numbering).
             costs: Exact savings of removals.
             floors: Fewest units each group keeps.
-            budget: What the removal of the chosen units should save, in ``metric``.
+            budget: The most the removal of the chosen units may save, in ``metric``.
+            metric: ``"weight"``, ``"neuron"`` or ``"flops"``.
             step: Completed steps now (the fade starts after the next one).
         """
         self.chosen, self.start = {}, int(step)
@@ -84,19 +95,32 @@ class Fade:
         ranked = _candidates(model, structure, floors, self.unfadeable)
         if not ranked:
             return 0
-        low, high = 1, len(ranked)  # fewest units whose saving reaches the budget
-        if costs.saving(_grouped(ranked), metric) > budget:
-            while low < high:
-                mid = (low + high) // 2
-                if costs.saving(_grouped(ranked[:mid]), metric) >= budget:
-                    high = mid
-                else:
-                    low = mid + 1
-        else:
-            low = len(ranked)
-        chosen = _grouped(ranked[:low])
+        picked = _within(ranked, lambda units: costs.saving(_grouped(units), metric) <= budget)
+        chosen = _grouped(picked)
         self.chosen = {name: idx.tolist() for name, idx in chosen.items()}
-        return low
+        return len(picked)
+
+    def probe(
+        self, model: nn.Module, structure: Structure, find: Callable[[], Decision]
+    ) -> list[str]:
+        """Mark the groups where a unit with zero scale and shift is not dead unfadeable.
+
+        For each group with a norm in turn (one at a time: a unit's input may be another
+        group's unit), unit 0 is zeroed, ``find`` (a death check) runs, and the values are
+        put back exactly. Returns the groups newly marked.
+        """
+        failed = []
+        for name, group in structure.groups.items():
+            rows = _norm_rows(model, structure, name, [0]) if group.width else []
+            if name in self.unfadeable or not rows:
+                continue
+            with _zeroed(rows):
+                dead = find().removal_masks()
+            if name not in dead or not bool(dead[name][0]):
+                failed.append(name)
+        self.unfadeable.update(failed)
+        self.probed = True
+        return failed
 
     @torch.no_grad()
     def apply(self, model: nn.Module, structure: Structure, completed: int) -> None:
@@ -142,6 +166,7 @@ class Fade:
             "chosen": {n: list(u) for n, u in self.chosen.items()},
             "start": self.start,
             "unfadeable": sorted(self.unfadeable),
+            "probed": self.probed,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -149,6 +174,26 @@ class Fade:
         self.chosen = {str(n): [int(i) for i in u] for n, u in state.get("chosen", {}).items()}
         self.start = int(state.get("start", 0))
         self.unfadeable = {str(n) for n in state.get("unfadeable", [])}
+        self.probed = bool(state.get("probed", False))
+
+
+@contextmanager
+def _zeroed(rows: list[tuple[nn.Module, torch.Tensor]]) -> Iterator[None]:
+    """Zero the scale and shift entries ``rows`` inside the block, then put them back."""
+    saved = []
+    with torch.no_grad():
+        for module, index in rows:
+            for tensor in (module.weight, getattr(module, "bias", None)):
+                if isinstance(tensor, torch.Tensor):
+                    at = index.to(tensor.device)
+                    saved.append((tensor, at, tensor[at].clone()))
+                    tensor[at] = 0
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for tensor, at, value in reversed(saved):
+                tensor[at] = value
 
 
 def _norm_modules(model: nn.Module, structure: Structure, name: str) -> list[tuple[nn.Module, Any]]:
@@ -194,6 +239,28 @@ def _candidates(
         scored += [(float(score[i]), name, int(i)) for i in order]
     scored.sort(key=lambda s: (s[0], s[1], s[2]))
     return [(name, unit) for _, name, unit in scored]
+
+
+def _within(
+    ranked: list[tuple[str, int]], fits: Callable[[list[tuple[str, int]]], bool]
+) -> list[tuple[str, int]]:
+    """The longest prefix of ``ranked`` that ``fits``, then each next unit that still fits.
+
+    A group whose unit did not fit is passed over (its other units cost as much).
+    """
+    low, high = 0, len(ranked)  # savings grow with the prefix: bisect its length
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(ranked[:mid]) else (low, mid - 1)
+    picked, blocked = ranked[:low], set()
+    for unit in ranked[low:]:
+        if unit[0] in blocked:
+            continue
+        if fits([*picked, unit]):
+            picked.append(unit)
+        else:
+            blocked.add(unit[0])
+    return picked
 
 
 def _grouped(units: list[tuple[str, int]]) -> dict[str, torch.Tensor]:

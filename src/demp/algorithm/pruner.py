@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import torch
@@ -111,7 +112,12 @@ class DemonPruner:
         example = to_device(take(self._probe[0], 1), device, dtype)
         self.costs = CostLedger.start(model, example, self.structure.num_units)
         self.steering = Steering(
-            self.config, model, self.structure, example, self.total_steps, self.costs,
+            self.config,
+            model,
+            self.structure,
+            example,
+            self.total_steps,
+            self.costs,
             prune_every=self.prune_every,
         )
         self._weights = self.steering.reg_weights(self._reg_params)
@@ -233,7 +239,8 @@ class DemonPruner:
         done = time.perf_counter()
         self.seconds["check"] += checked - start
         self.seconds["surgery"] += done - checked
-        steered = {**self.steering.after_check(self.step), "revived": revived}
+        find = partial(self._find_dead, self.config.death_stats)
+        steered = {**self.steering.after_check(self.step, find), "revived": revived}
         if stale is not None:
             steered["dead_running"] = stale
         if unfadeable:

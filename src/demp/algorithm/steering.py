@@ -10,6 +10,7 @@ is no longer pushed (:meth:`Steering.reg_weights`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -122,8 +123,13 @@ class Steering:
                 out[name] = torch.nonzero(keep).reshape(-1)
         return out
 
-    def after_check(self, step: int) -> dict[str, Any]:
-        """Update the controller with the sparsity after this check's removal."""
+    def after_check(self, step: int, find: Callable[[], Decision] | None = None) -> dict[str, Any]:
+        """Update the controller with the sparsity after this check's removal.
+
+        Args:
+            step: The step of the check.
+            find: A death check on the model as it is (the fade's probe needs one).
+        """
         if self.controller is None:
             return {}
         sparsity, tolerance = self.sparsity(), self._granularity()
@@ -135,7 +141,7 @@ class Steering:
             "target_given_up": self.controller.stalled_at is not None,
         }
         if self.fade is not None:
-            out["faded"] = self._start_fade(step, tolerance)
+            out["faded"] = self._start_fade(step, tolerance, find)
         return out
 
     def fade_step(self, completed: int) -> None:
@@ -147,7 +153,7 @@ class Steering:
         """At a check, before removal: end the fade; groups where it did not kill."""
         return [] if self.fade is None else self.fade.settle(dead.removal_masks())
 
-    def _start_fade(self, step: int, tolerance: float) -> int:
+    def _start_fade(self, step: int, tolerance: float, find: Callable[[], Decision] | None) -> int:
         """Fade the weakest units out when deaths stall at full strength (:mod:`.fade`).
 
         Due at a check while pushing, with the scale at its ceiling and the schedule past
@@ -162,6 +168,8 @@ class Steering:
         full = c.scale >= c.max_scale and c.held(step) >= 1.0
         if c.released_at is not None or not full or lag <= tolerance or gained >= 0.5 * lag:
             return 0
+        if not fade.probed and find is not None:
+            fade.probe(self.model, self.structure, find)
         budget = self._size() - (1.0 - entry["reference"]) * self._initial()
         return fade.plan(
             self.model, self.structure, self.costs, self.floors(), budget, self.metric, step

@@ -1,0 +1,227 @@
+"""DemP+'s fade: the weakest units chosen by exact cost, faded linearly to zero, then cut."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from nets import VGG, ResNet
+from torch import nn
+
+import demp
+from demp.algorithm.fade import Fade
+from demp.structure.costs import CostModel
+from tests.core.algorithm.test_pruner import synthetic, train
+
+
+def _setup(net=None, length=4, **options):
+    """A float64 model, an SGD optimizer with lr 0 (the fade alone moves the scales)."""
+    torch.manual_seed(0)
+    model = (net or VGG((6, 8), size=8, hidden=12, out=4)).double()
+    x = torch.randn(32, 3, 8, 8, dtype=torch.float64)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            with torch.no_grad():
+                module.weight.uniform_(0.1, 2.0)
+                module.bias.uniform_(-0.5, 0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    cfg = demp.DemPConfig(reg_strength=0.0, noise="off", target_sparsity=0.5,
+                          prune_every=length + 1, **options)  # fmt: skip
+    pruner = demp.DemonPruner(model, opt, x, total_steps=100, config=cfg)
+    return model, opt, pruner, x
+
+
+def _relative(model, structure, name):
+    """Each unit's largest |gamma| / rms(|gamma|) over the group's norms (independent)."""
+    best = None
+    for slot in structure.groups[name].slots:
+        if slot.role == "norm":
+            w = model.get_submodule(slot.path).weight.detach().abs()
+            score = (w / w.pow(2).mean().sqrt())[slot.index].amax(dim=1)
+            best = score if best is None else torch.maximum(best, score)
+    return best
+
+
+def _saving(model, structure, chosen):
+    """Trainable parameters removed by cutting ``chosen`` out of a copy (independent)."""
+    model2, s2 = copy.deepcopy(model), copy.deepcopy(structure)
+    demp.remove_units(model2, chosen, structure=s2)
+    return demp.count_trainable(model) - demp.count_trainable(model2)
+
+
+@pytest.mark.parametrize("net", ["vgg", "resnet"])
+def test_plan_takes_the_weakest_relative_units_that_fit_the_budget(net):
+    model, _, pruner, _ = _setup(ResNet() if net == "resnet" else None)
+    structure, steering = pruner.structure, pruner.steering
+    budget = 0.3 * demp.count_trainable(model)
+    fade = Fade(length=4)
+    n = fade.plan(model, structure, steering.costs, steering.floors(), budget, "weight", 10)
+    ranked = []
+    for name, group in structure.groups.items():
+        score = _relative(model, structure, name)
+        if score is not None:  # groups without a norm are never faded
+            weakest = sorted((float(s), name, i) for i, s in enumerate(score))
+            ranked += weakest[: group.width - 1]  # min_units 1
+    ranked.sort()
+    chosen = {(g, i) for g, units in fade.chosen.items() for i in units}
+    assert len(chosen) == n and fade.start == 10
+    order = [(name, i) for _, name, i in ranked]
+    first_left = next(k for k, unit in enumerate(order) if unit not in chosen)
+    assert chosen >= set(order[:first_left]) and first_left > 0  # a prefix of the weakest...
+    assert _saving(model, structure, fade.chosen) <= budget  # ...within the budget
+    for unit in order:  # and not one unit more fits
+        if unit not in chosen:
+            more = {g: [*u] for g, u in fade.chosen.items()}
+            more.setdefault(unit[0], []).append(unit[1])
+            assert _saving(model, structure, more) > budget, unit
+
+
+def test_plan_keeps_every_group_above_its_floor_and_skips_unfadeable_ones():
+    model, _, pruner, _ = _setup(min_fraction=0.5)
+    structure, steering = pruner.structure, pruner.steering
+    fade = Fade(length=4, unfadeable={"features.0"})
+    huge = 10.0 * demp.count_trainable(model)
+    fade.plan(model, structure, steering.costs, steering.floors(), huge, "weight", 0)
+    assert "features.0" not in fade.chosen and fade.chosen
+    for name, units in fade.chosen.items():
+        assert structure.groups[name].width - len(units) >= steering.floors()[name]
+
+
+def test_the_chosen_scales_and_shifts_go_linearly_to_exactly_zero():
+    model, opt, pruner, x = _setup(length=4)
+    bn = model.features[1]
+    fade = pruner.steering.fade
+    fade.chosen, fade.start = {"features.0": [1, 3]}, 0
+    start_w, start_b = bn.weight.detach().clone(), bn.bias.detach().clone()
+
+    def step():
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()  # lr 0: only the fade changes the parameters
+
+    for t in range(1, 5):
+        step()
+        for now, then in ((bn.weight, start_w), (bn.bias, start_b)):
+            expected = then.clone()
+            expected[[1, 3]] = then[[1, 3]] * (4 - t) / 4
+            torch.testing.assert_close(now.detach(), expected, rtol=0, atol=1e-15)
+    assert bool((bn.weight[[1, 3]] == 0).all()) and bool((bn.bias[[1, 3]] == 0).all())
+    step()  # the check after the fade: the two units are dead, and cut
+    assert pruner.history[-1]["removed"] >= 2 and model.features[1].weight.shape[0] <= 4
+
+
+@pytest.mark.parametrize("stats", ["batch", "running"])
+def test_faded_units_are_dead_and_their_removal_leaves_the_output_unchanged(stats):
+    model, opt, pruner, x = _setup(length=3, death_stats=stats, count_stale=False)
+    fade = pruner.steering.fade
+    fade.chosen, fade.start = {"features.0": [0, 2], "features.4": [5]}, 0
+    for _ in range(3):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+    dead = demp.find_dead(model, x, structure=pruner.structure, stats=stats)
+    assert dead.as_dict()["features.0"] == [0, 2] and dead.as_dict()["features.4"] == [5]
+    model.train(stats == "batch")  # the statistics the check judged with
+    before = model(x).detach()
+    assert pruner.steering.settle_fade(dead) == []
+    demp.remove_units(model, dead, structure=copy.deepcopy(pruner.structure))
+    torch.testing.assert_close(model(x).detach(), before, rtol=0, atol=1e-12)
+
+
+def test_a_group_whose_faded_units_did_not_die_is_never_faded_again():
+    fade = Fade(length=2, chosen={"a": [0, 1], "b": [2]})
+    dead = {"a": torch.tensor([True, False, False]), "b": torch.tensor([False, False, True])}
+    assert fade.settle(dead) == ["a"]
+    assert fade.unfadeable == {"a"} and fade.chosen == {}
+    restored = Fade(length=2)
+    restored.load_state_dict(fade.state_dict())
+    assert restored.unfadeable == {"a"}
+
+
+def _target_run(fade: bool, steps=200):
+    torch.manual_seed(0)
+    model, (x, y) = VGG((16, 32), size=8, hidden=32, out=10), synthetic((3, 8, 8))
+    cfg = demp.DemPConfig(reg_strength=1e-4, target_sparsity=0.5, prune_every=10,
+                          target_max_scale=2.0, target_deadline=1.0, fade=fade)  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    pruner = demp.DemonPruner(model, opt, x[:256], steps, cfg)
+    train(model, opt, x, y, steps)
+    pruner.finalize()
+    return pruner
+
+
+def test_a_target_the_ceiling_cannot_reach_is_reached_by_the_fade():
+    short = _target_run(fade=False)
+    assert short.steering.controller.stalled_at is not None  # a strength too weak to kill
+    assert short.steering.sparsity() < 0.2
+    faded = _target_run(fade=True)
+    steering = faded.steering
+    unit = max(steering.costs.unit_costs("weight").values()) / steering._initial()
+    assert 0.5 - unit <= steering.sparsity() <= 0.5  # within one unit, never past it
+    assert sum(e.get("faded", 0) for e in faded.history) > 0
+
+
+def test_fade_is_on_for_dplus_and_off_for_the_paper_variant():
+    assert demp.DemPConfig(target_sparsity=0.8).fade is True
+    assert demp.DemPConfig().fade is False
+    assert demp.DemPConfig(target_sparsity=0.8, variant="paper").fade is False
+    old = demp.DemPConfig(target_sparsity=0.8).to_dict()
+    del old["fade"]  # configs written before the option still load
+    assert demp.DemPConfig.from_dict(old).fade is True
+
+
+def test_a_run_saved_mid_fade_resumes_bit_exactly(tmp_path):
+    x, y = synthetic((3, 8, 8), n=256, dtype=torch.float64)
+    cfg = demp.DemPConfig(reg_strength=1e-4, noise_std=1e-3, prune_every=10, target_sparsity=0.5,
+                          target_max_scale=2.0, target_deadline=1.0)  # fmt: skip
+
+    def make(seed=0):
+        torch.manual_seed(seed)
+        model = VGG((6, 8), size=8, hidden=12, out=10).double()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        return model, opt, demp.DemonPruner(model, opt, x[:64], total_steps=80, config=cfg)
+
+    def batches(start, stop, model, opt):
+        for step in range(start, stop):
+            i = torch.arange(step * 16, step * 16 + 16) % len(x)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[i]), y[i]).backward()
+            opt.step()
+
+    model_a, opt_a, pruner_a = make()
+    batches(0, 80, model_a, opt_a)
+    model_b, opt_b, pruner_b = make()
+    stop = next(e["step"] for e in pruner_a.history if e.get("faded")) + 4  # inside a fade
+    batches(0, stop, model_b, opt_b)
+    assert pruner_b.steering.fade.chosen
+    demp.save_checkpoint(tmp_path / "ck", model_b, opt_b, pruner=pruner_b)
+    pruner_b.detach()
+    model_c, opt_c, pruner_c = make(seed=99)
+    demp.load_checkpoint(tmp_path / "ck", model_c, opt_c, pruner=pruner_c)
+    batches(stop, 80, model_c, opt_c)
+    assert pruner_a.history[-1]["target_sparsity"] == pruner_c.history[-1]["target_sparsity"]
+    state_a, state_c = model_a.state_dict(), model_c.state_dict()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_c[key]), key
+
+
+def test_the_probe_finds_the_units_a_zero_norm_cannot_kill_and_restores_the_model():
+    model, _, pruner, x = _setup(ResNet())
+    demp.decouple_residuals(model, x[:2])  # post-add units: the skip input still flows
+    structure = demp.build_checked_structure(model, x)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fade = Fade(length=2)
+    failed = fade.probe(
+        model, structure, lambda: demp.find_dead(model, x, structure=structure, stats="batch")
+    )
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    post_add = {  # identity skips; layers.2 adds a BatchNorm'd projection: zeroed too, dead
+        n
+        for n, g in structure.groups.items()
+        if [s.path for s in g.slots if s.role == "norm"] == [n.replace("conv2", "bn2")]
+    }
+    assert fade.probed and post_add and set(failed) == post_add == fade.unfadeable
+    fade.plan(model, structure, CostModel.measure(model, structure, x[:1]), {}, 1e9, "weight", 0)
+    assert fade.chosen and not set(fade.chosen) & post_add
