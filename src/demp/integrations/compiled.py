@@ -30,6 +30,11 @@ class CompiledModel:
     Args:
         module: The model; DemP prunes this module, not the compiled wrapper.
         **compile_kwargs: Passed to ``torch.compile`` at every (re)compile.
+
+    Attributes:
+        recompiles: Compiles after the first one.
+        fresh: True until the caller clears it after the first call of a new compile
+            (``torch.compile`` compiles then: a loop can time that call apart).
     """
 
     def __init__(self, module: nn.Module, **compile_kwargs: Any) -> None:
@@ -37,6 +42,7 @@ class CompiledModel:
         self.compile_kwargs = compile_kwargs
         self.compiled = torch.compile(module, **compile_kwargs)
         self.recompiles = 0
+        self.fresh = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Forward through the compiled model."""
@@ -50,6 +56,7 @@ class CompiledModel:
         torch._dynamo.reset()
         self.compiled = torch.compile(self.module, **self.compile_kwargs)
         self.recompiles += 1
+        self.fresh = True
 
     def train(self, mode: bool = True) -> CompiledModel:
         """Set training mode on the module."""

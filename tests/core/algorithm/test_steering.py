@@ -165,7 +165,7 @@ def test_a_target_run_lands_at_or_just_below_the_target(metric):
 def test_a_target_given_up_releases_and_says_so():
     torch.manual_seed(0)
     model, (x, y) = VGG((16, 32), size=8, hidden=32, out=10), synthetic((3, 8, 8))
-    cfg = demp.DemPConfig(reg_strength=0.0, noise="off", target_sparsity=0.5,
+    cfg = demp.DemPConfig(reg_strength=0.0, noise="off", target_sparsity=0.5, fade=False,
                           prune_every=10, target_max_scale=8.0, target_deadline=1.0)  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     pruner = demp.DemonPruner(model, opt, x[:256], 100, cfg)
@@ -183,7 +183,7 @@ def test_a_target_given_up_releases_and_says_so():
 def test_a_target_given_up_at_the_deadline_says_so():
     torch.manual_seed(0)
     model, (x, y) = VGG((16, 32), size=8, hidden=32, out=10), synthetic((3, 8, 8))
-    cfg = demp.DemPConfig(reg_strength=0.0, noise="off", target_sparsity=0.5,
+    cfg = demp.DemPConfig(reg_strength=0.0, noise="off", target_sparsity=0.5, fade=False,
                           prune_every=10, target_deadline=0.3)  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     pruner = demp.DemonPruner(model, opt, x[:256], 100, cfg)

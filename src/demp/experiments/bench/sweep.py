@@ -35,6 +35,7 @@ def run_bench(
     threads: int | None = None,
     deadline: float | None = None,
     include: tuple[str, ...] = (),
+    compile: bool = False,
 ) -> str:
     """Train every run of a preset into ``out/runs/<run>`` and write the results at the top.
 
@@ -48,6 +49,7 @@ def run_bench(
         deadline: Seconds after which no new run is started; the results then cover the
             finished runs, and a restart trains the rest.
         include: Method groups added to the preset (``"unstructured"``), same folder.
+        compile: Train every run with ``torch.compile`` (``TrainConfig.compile``).
 
     Returns:
         The Markdown results table.
@@ -58,6 +60,8 @@ def run_bench(
     runs = preset.runs(include)
     if data_dir is not None:
         runs = [(name, {**opts, "data_dir": str(data_dir)}) for name, opts in runs]
+    if compile:
+        runs = [(name, {**opts, "compile": True}) for name, opts in runs]
     configs = [(name, TrainConfig.from_dict(opts)) for name, opts in runs]  # validate all first
     runs_dir = out / RUNS_SUBDIR
     runs_dir.mkdir(parents=True, exist_ok=True)

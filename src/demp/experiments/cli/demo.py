@@ -20,9 +20,9 @@ from ..reports.compare import write_report
 
 
 def demo_configs(
-    steps: int, data_dir: Path | None, target: float | None = 0.8
+    steps: int, data_dir: Path | None, target: float | None = 0.8, compile: bool = False
 ) -> tuple[dict[str, TrainConfig], str]:
-    """The two run configs of the demo, and a note on the data used."""
+    """The two run configs of the demo (``compile``: both compiled), and a note on the data."""
     try:
         load_dataset("fashion-mnist", data_dir, train_size=16, test_size=16)
         data = {"dataset": "fashion-mnist", "train_size": 20000, "model": "resnet18", "width": 0.25}
@@ -32,7 +32,7 @@ def demo_configs(
         note = f"Fashion-MNIST not available ({err}); using MNIST-1D instead"
     common = dict(
         data_dir=str(data_dir) if data_dir else None, optimizer="adam", lr=5e-3,
-        lr_schedule="cosine", steps=steps, batch_size=128, seed=0, **data,
+        lr_schedule="cosine", steps=steps, batch_size=128, seed=0, compile=compile, **data,
     )  # fmt: skip
     prune_every = max(1, steps // 10)
     return {
@@ -55,9 +55,10 @@ def run_demo(
     data_dir: Path | None,
     progress: bool = True,
     target: float | None = 0.8,
+    compile: bool = False,
 ) -> int:
     """Train (or reuse) both runs, then print and write the comparison report."""
-    configs, note = demo_configs(steps, data_dir, target)
+    configs, note = demo_configs(steps, data_dir, target, compile)
     print(f"demp demo: {note}; {steps} steps per run -> {out}")
     for name, config in configs.items():
         run_dir = out / name

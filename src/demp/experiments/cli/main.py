@@ -13,7 +13,7 @@ from ..analysis import ANALYSES
 from ..bench.presets import GROUPS, PRESETS
 from ..harness.threads import apply_threads
 from .launch import launch, launch_needed
-from .options import add_train_options, overrides_from_args, positive_int
+from .options import COMPILE_HELP, add_train_options, overrides_from_args, positive_int
 
 THREADS_HELP = "torch threads (default: the cores free at the start, or OMP_NUM_THREADS)"
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="DemP's target weight sparsity (a controller sets lambda)")  # fmt: skip
     demo.add_argument("--no-progress", action="store_true")
     demo.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+    demo.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     return parser
 
 
@@ -91,6 +92,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         choices=tuple(GROUPS),
         help="method groups added to the preset (at its targets)",
     )
+    bench.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     bench.add_argument("--deadline", type=float, default=None,
                        help="seconds after which no new run is started")  # fmt: skip
 
@@ -116,14 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or Path(f"runs/bench-{args.preset}")
             table = run_bench(args.preset, out, args.data_dir, not args.no_progress,
                               args.jobs, args.threads, args.deadline,
-                              tuple(args.include))  # fmt: skip
+                              tuple(args.include), compile=args.compile)  # fmt: skip
             print(table)
             print(f"\nresults: {out / 'results.md'}, {out / 'results.csv'}")
             return 0
         from .demo import run_demo
 
         return run_demo(args.out, args.steps, args.data_dir, not args.no_progress,
-                        args.target_sparsity)  # fmt: skip
+                        args.target_sparsity, compile=args.compile)  # fmt: skip
     except DempError as err:
         print(f"demp: error: {err}", file=sys.stderr)
         return 2
@@ -150,7 +152,7 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = overrides_from_args(args)
     if args.resume is not None:
-        extra = set(overrides) - {"device", "threads"}
+        extra = set(overrides) - {"device", "threads", "compile"}
         if extra or args.config or args.out:
             raise DempError(f"--resume takes the run's own config; drop {sorted(extra) or '--out'}")
         config_file = args.resume / "config.json"
@@ -179,8 +181,9 @@ def _first_line(config: Any, out: Path, doing: str) -> None:
     """Set the run's torch threads, and say what runs where with how many (rank 0)."""
     threads = apply_threads(config.threads)
     if os.environ.get("RANK", "0") == "0":
+        compiled = "; torch.compile (recompiled after every cut)" if config.compile else ""
         print(f"demp train: {doing} {config.method} {config.model} on {config.dataset} -> "
-              f"{out}; {threads}", flush=True)  # fmt: skip
+              f"{out}; {threads}{compiled}", flush=True)  # fmt: skip
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:

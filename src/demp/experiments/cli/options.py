@@ -65,6 +65,11 @@ RUN_OPTIONS: list[tuple[str, str | None, str, Any, tuple | None, str]] = [
     ("--eval-every", None, "eval_every", int, None, "epochs between test evaluations (the last step is always evaluated)"),
 ]  # fmt: skip
 
+COMPILE_HELP = (
+    "torch.compile the training forward, recompiled after every cut; the compile time counts "
+    "as training time and is reported apart (default: off, eager)"
+)
+
 SCHEDULES = {
     "one-cycle": OneCycle,
     "constant": Constant,
@@ -151,6 +156,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                         help="remove dead units during training (default) or only at the end")  # fmt: skip
     parser.add_argument("--allow-inexact-norm", action=argparse.BooleanOptionalAction,
                         default=None, help="accept LayerNorm/GroupNorm over pruned channels")  # fmt: skip
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help=COMPILE_HELP)  # fmt: skip
     parser.add_argument("--ignored-layers", nargs="+", default=None, metavar="PATH",
                         help="module paths whose outputs are never cut")  # fmt: skip
     parser.add_argument("--schedule", choices=sorted(SCHEDULES), default=None,
@@ -170,6 +177,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         out["demp"]["dynamic"] = args.dynamic
     if args.allow_inexact_norm is not None:
         out["allow_inexact_norm"] = args.allow_inexact_norm
+    if args.compile is not None:
+        out["compile"] = args.compile
     if args.ignored_layers is not None:
         out["ignored_layers"] = list(args.ignored_layers)
     if args.schedule is not None or args.warmup is not None:

@@ -76,6 +76,7 @@ class TrainConfig:
     data_seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    compile: bool = False
     log_every: int = 25
     monitor_every: int | None = None
     eval_every: int = 1
@@ -92,6 +93,8 @@ class TrainConfig:
         if unknown:
             raise DempError(f"unknown run options: {unknown}")
         object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
+        if not isinstance(self.compile, bool):
+            raise DempError(f"compile must be true or false, got {self.compile!r}")
         try:  # the run-wide options, checked as DemP checks them
             DemPConfig(**self.run_wide())
         except (TypeError, ValueError) as err:

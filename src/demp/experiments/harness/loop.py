@@ -128,11 +128,14 @@ def one_step(s: RunState, batches: Batches) -> StepResult:
     pruner = s.method.pruner
     inside = sum(pruner.seconds.values()) if pruner else 0.0
     computed = time.perf_counter()
+    fresh = getattr(s.net, "fresh", False)  # --compile: this step compiles (and runs)
     loss, correct = train_step(s.net, s.optimizer, x, y)
     done = time.perf_counter()
     pruner_time = (sum(pruner.seconds.values()) - inside) if pruner else 0.0
     s.seconds["data"] += computed - start
-    s.seconds["compute"] += done - computed - pruner_time
+    s.seconds["compile" if fresh else "compute"] += done - computed - pruner_time
+    if fresh:
+        s.net.fresh = False
     s.costs.step()
     s.step += 1
     return StepResult(loss, correct, len(y))

@@ -30,6 +30,7 @@ from ...checkpoint import (
     remove_stale_temps,
 )
 from ...errors import DempError
+from ...integrations.compiled import CompiledModel
 from ...integrations.distributed import DDPModel, all_reduce_max
 from ...methods import MethodContext, get_method
 from ...structure import Structure, build_checked_structure, decouple_residuals
@@ -62,6 +63,8 @@ def build_run(config: TrainConfig, out: Path, progress: bool) -> RunState:
     if not ranks.main:  # rank 0 speaks for all
         warnings.filterwarnings("ignore")
     ranks.check_batch(config.batch_size)
+    if config.compile and ranks.distributed:
+        raise DempError("--compile is not supported under torchrun yet; drop one of them")
     device = ranks.device(device)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_dir, config.train_size, config.test_size,
@@ -129,6 +132,8 @@ def structure_changed(s: RunState) -> None:
     """Re-wrap DDP and update the FLOPs accounting after units were removed (or masked)."""
     if isinstance(s.net, DDPModel):
         s.net.rewrap()
+    if isinstance(s.net, CompiledModel):
+        s.net.recompile()
     s.costs.remeasure(s.model, s.method.flops_saved())
 
 
@@ -303,6 +308,8 @@ def make_summary(s: RunState, result: dict[str, float]) -> dict[str, Any]:
     )  # fmt: skip
     extra = s.method.summary_fields()  # the method's own entries (masks per layer...)
     out.update({k: v for k, v in extra.items() if k not in out})
+    if isinstance(s.net, CompiledModel):  # --compile: the first one and one per cut
+        out["compiles"] = 1 + s.net.recompiles
     out["seconds_per_step"] = per_step
     out["train_seconds"], out["eval_seconds"] = train_eval_seconds(out)
     return out
@@ -343,6 +350,8 @@ def run_training(
         _resume_or_start(s, resume)
         # wrapped after a resume has given the model its checkpoint's shapes
         s.net = DDPModel(s.model) if s.ranks.distributed else s.model
+        if config.compile:
+            s.net = CompiledModel(s.model)
         s.ranks.barrier()
         summary = train(s, stop_after)
         s.net = s.model  # drop the DDP wrapper (its reducer) before the group goes

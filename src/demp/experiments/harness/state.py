@@ -19,7 +19,7 @@ from .config import TrainConfig
 from .ranks import Ranks
 from .rundir import MetricsLog
 
-PHASES = ("data", "compute", "eval", "checkpoint")
+PHASES = ("data", "compute", "compile", "eval", "checkpoint")
 
 
 @dataclass
@@ -44,7 +44,8 @@ class RunState:
         monitor_structure: Groups counted for methods that keep none of their own.
         costs: Units, parameters and FLOPs before any removal, FLOPs now and their sum
             over the steps done (the same ledger as the pruner's).
-        seconds: Wall seconds per phase (data, compute, eval, checkpoint).
+        seconds: Wall seconds per phase (data, compute, compile: the first step after each
+            (re)compile with ``--compile``, eval, checkpoint).
         notes: Lines for the summary.
         window: Loss, correct predictions and examples of this rank since the last step
             line (saved with checkpoints, so that a resumed run logs the same lines).
