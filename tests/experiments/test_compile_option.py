@@ -10,7 +10,8 @@ from demp.integrations.compiled import CompiledModel
 
 BASE = ["train", "--dataset", "synthetic", "--train-size", "256", "--test-size", "64",
         "--batch-size", "32", "--no-progress", "--model", "mlp", "--steps", "40",
-        "--method", "demp", "--target-sparsity", "0.5", "--prune-every", "5", "--reg-target", "all"]  # fmt: skip
+        "--method", "demp", "--target-sparsity", "0.5", "--prune-every", "5",
+        "--reg-target", "all"]  # fmt: skip
 
 
 class Counting:
