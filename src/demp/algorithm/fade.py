@@ -1,4 +1,4 @@
-"""DemP+'s fade: when deaths stall at a safe strength, the weakest units are faded out.
+"""DemP+'s fade: when deaths lag at a safe strength, the weakest units are faded out.
 
 What the measurements showed (benchmarks/RESULTS-demp.md): at the strength a model
 tolerates (the controller's ceiling) deaths slow down and stop short of high targets: 80-84 %
@@ -7,19 +7,21 @@ strength an L1 term through Adam shrinks every scale at the learning rate's pace
 units included, and the model collapses. Raising the penalty on every unit to kill a few
 more is the problem; the fade puts the extra push on the few.
 
-At a check where the controller is at its ceiling and the last interval's deaths closed
-less than half the lag to its reference, the units whose normalization scales are the
-smallest relative to their layer's (root mean square; the ones the penalty has made the
-least important) are chosen, fewest first, until removing them would close the lag (the
-exact saving, :class:`~demp.structure.costs.CostModel`), never below a group's floor. Over
+At a check where deaths lag the controller's reference (once the model has responded:
+units have died, or the strength is at its ceiling) and the last interval closed less than
+half the lag (measured on the long preset: fading only at the ceiling came later and lost
+more, RESULTS-demp.md), the units whose normalization scales are the smallest relative to
+their layer's (root mean square; the ones the penalty has made the least important) are
+chosen, weakest first, as many as close the lag without passing it (the exact saving,
+:class:`~demp.structure.costs.CostModel`), never below a group's floor. Over
 the next ``length`` steps, after every optimizer step (and its noise), their scale and
 shift are multiplied down linearly to exactly zero and then held there. A unit whose scale
 and shift are zero outputs exactly zero after its norm, whatever the statistics: dead, so
 the next death check removes it exactly. The change to the function is spread over the
 interval and the network trains through it, as in gradual pruning. Before the first fade
-one unit of every group is zeroed for one death check (then restored): a group where that
-does not kill (a unit after a residual add, whose skip input still flows) is never faded,
-and neither is a group whose faded units did not all die.
+each group in turn is zeroed for one death check (then restored): a group whose units that
+does not all kill (units after an identity residual add, whose skip inputs still flow) is
+never faded, and neither is a group whose faded units did not all die.
 
 Example:
     >>> fade = Fade(length=57)
@@ -103,20 +105,23 @@ class Fade:
     def probe(
         self, model: nn.Module, structure: Structure, find: Callable[[], Decision]
     ) -> list[str]:
-        """Mark the groups where a unit with zero scale and shift is not dead unfadeable.
+        """Mark the groups where units with zero scale and shift are not all dead unfadeable.
 
         For each group with a norm in turn (one at a time: a unit's input may be another
-        group's unit), unit 0 is zeroed, ``find`` (a death check) runs, and the values are
-        put back exactly. Returns the groups newly marked.
+        group's unit), every unit is zeroed, ``find`` (a death check) runs, and the values
+        are put back exactly. A unit after an identity residual add whose skip input
+        happens to be dead would pass alone; the whole group does not. Returns the groups
+        newly marked.
         """
         failed = []
         for name, group in structure.groups.items():
-            rows = _norm_rows(model, structure, name, [0]) if group.width else []
+            units = list(range(group.width))
+            rows = _norm_rows(model, structure, name, units) if units else []
             if name in self.unfadeable or not rows:
                 continue
             with _zeroed(rows):
                 dead = find().removal_masks()
-            if name not in dead or not bool(dead[name][0]):
+            if name not in dead or not bool(dead[name].all()):
                 failed.append(name)
         self.unfadeable.update(failed)
         self.probed = True
