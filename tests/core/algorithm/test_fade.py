@@ -225,3 +225,20 @@ def test_the_probe_finds_the_units_a_zero_norm_cannot_kill_and_restores_the_mode
     assert fade.probed and post_add and set(failed) == post_add == fade.unfadeable
     fade.plan(model, structure, CostModel.measure(model, structure, x[:1]), {}, 1e9, "weight", 0)
     assert fade.chosen and not set(fade.chosen) & post_add
+
+
+def test_a_fade_is_due_once_units_have_died_and_the_deaths_lag_the_reference(monkeypatch):
+    _, _, pruner, x = _setup(target_max_scale=1e6)  # a ceiling never reached here
+    steering = pruner.steering
+    find = lambda: demp.find_dead(pruner.model, x, structure=pruner.structure)  # noqa: E731
+
+    def check(step, sparsity):
+        monkeypatch.setattr(steering, "sparsity", lambda: sparsity)
+        return steering.after_check(step, find)["faded"]
+
+    assert check(10, 0.0) == 0  # behind, but nothing has died: the model has not responded
+    assert steering.controller.scale < steering.controller.max_scale
+    assert check(20, 0.30) == 0  # ahead of the reference (0.33 at step 20): no fade
+    assert check(30, 0.32) > 0  # behind (0.5), the interval closed 0.02 of 0.18: fade
+    assert steering.controller.scale < steering.controller.max_scale  # below the ceiling
+    assert steering.fade.probed and steering.fade.chosen
