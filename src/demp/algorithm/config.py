@@ -104,10 +104,10 @@ class DemPConfig:
         target_deadline: DemP+: a target not reached by this fraction of the run is given
             up there (the strength released, the run ends short and says so); 1.0: never
             (*variant*).
-        fade: DemP+: when deaths lag the controller's reference, fade the units with the
-            smallest scales relative to their layer out over one check interval (scale and
-            shift to exactly zero), as many as close the lag (:mod:`demp.algorithm.fade`)
-            (*variant*: on for DemP+).
+        fade: DemP+: when deaths lag the controller's reference with the strength at its
+            ceiling, fade the units with the smallest scales relative to their layer out
+            over one check interval (scale and shift to exactly zero), as many as close the
+            lag (:mod:`demp.algorithm.fade`) (*variant*: on for DemP+).
         reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
             its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
             consumers' input columns included), normalized to mean 1 and recomputed after
@@ -165,7 +165,7 @@ class DemPConfig:
     target_release: float = _opt(0.05, "DemP+: fraction of the run over which lambda decays once reached")
     target_max_scale: float | None = _opt(None, "DemP+: ceiling of the controller's multiplier of --reg-strength")
     target_deadline: float | None = _opt(None, "DemP+: fraction of the run after which a target not reached is given up (1: never)")
-    fade: bool | None = _opt(None, "DemP+: fade the weakest units out when deaths lag the target's schedule (true/false)")
+    fade: bool | None = _opt(None, "DemP+: fade the weakest units out when deaths lag with lambda at its ceiling (true/false)")
     reg_weighting: RegWeighting = _opt("auto", "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)", choices=("auto", "uniform", "params", "flops"))
     min_fraction: float = _opt(0.0, "DemP+: never cut a group below this fraction of its width")
     revive: bool = _opt(True, "DemP+: revive the dead units a target keeps, with zero fan-out (true/false)")

@@ -1,4 +1,4 @@
-"""DemP+'s fade: when deaths lag at a safe strength, the weakest units are faded out.
+"""DemP+'s fade: when deaths stall at a safe strength, the weakest units are faded out.
 
 What the measurements showed (benchmarks/RESULTS-demp.md): at the strength a model
 tolerates (the controller's ceiling) deaths slow down and stop short of high targets: 80-84 %
@@ -7,10 +7,11 @@ strength an L1 term through Adam shrinks every scale at the learning rate's pace
 units included, and the model collapses. Raising the penalty on every unit to kill a few
 more is the problem; the fade puts the extra push on the few.
 
-At a check where deaths lag the controller's reference (once the model has responded:
-units have died, or the strength is at its ceiling) and the last interval closed less than
-half the lag (measured on the long preset: fading only at the ceiling came later and lost
-more, RESULTS-demp.md), the units whose normalization scales are the smallest relative to
+At a check where the controller is at its ceiling and the last interval's deaths closed
+less than half the lag to its reference (below the ceiling, raising the strength is the
+controller's answer; fading there too cost 1.5 points at 80 % on the long preset, where
+deaths were still coming: RESULTS-demp.md), the units whose normalization scales are the
+smallest relative to
 their layer's (root mean square; the ones the penalty has made the least important) are
 chosen, weakest first, as many as close the lag without passing it (the exact saving,
 :class:`~demp.structure.costs.CostModel`), never below a group's floor. Over

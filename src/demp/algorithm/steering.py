@@ -154,20 +154,20 @@ class Steering:
         return [] if self.fade is None else self.fade.settle(dead.removal_masks())
 
     def _start_fade(self, step: int, tolerance: float, find: Callable[[], Decision] | None) -> int:
-        """Fade the weakest units out when deaths lag the reference (:mod:`.fade`).
+        """Fade the weakest units out when deaths lag at full strength (:mod:`.fade`).
 
-        Due at a check while pushing, once the model has responded (units have died, or
-        the strength is at its ceiling past the schedule's rise), behind the reference by
-        more than ``tolerance``, the last interval having closed less than half the lag.
-        The chosen units close the lag.
+        Due at a check while pushing, with the scale at its ceiling and the schedule past
+        its rise (below it, raising the strength is the controller's answer to a lag),
+        behind the reference by more than ``tolerance``, the last interval having closed
+        less than half the lag. The chosen units close the lag.
         """
         c, fade = self.controller, self.fade
         assert c is not None and fade is not None
         entry = c.trajectory[-1]
         lag = entry["reference"] - entry["sparsity"]
         gained = entry["sparsity"] - c.trajectory[-2]["sparsity"] if len(c.trajectory) > 1 else 0.0
-        responded = entry["sparsity"] > 0 or (c.scale >= c.max_scale and c.held(step) >= 1.0)
-        if c.released_at is not None or not responded or lag <= tolerance or gained >= 0.5 * lag:
+        full = c.scale >= c.max_scale and c.held(step) >= 1.0
+        if c.released_at is not None or not full or lag <= tolerance or gained >= 0.5 * lag:
             return 0
         if not fade.probed and find is not None:
             fade.probe(self.model, self.structure, find)

@@ -227,8 +227,8 @@ def test_the_probe_finds_the_units_a_zero_norm_cannot_kill_and_restores_the_mode
     assert fade.chosen and not set(fade.chosen) & post_add
 
 
-def test_a_fade_is_due_once_units_have_died_and_the_deaths_lag_the_reference(monkeypatch):
-    _, _, pruner, x = _setup(target_max_scale=1e6)  # a ceiling never reached here
+def test_a_fade_is_due_when_deaths_lag_with_the_strength_at_its_ceiling(monkeypatch):
+    _, _, pruner, x = _setup(target_max_scale=1.0)  # the scale starts at its ceiling
     steering = pruner.steering
     find = lambda: demp.find_dead(pruner.model, x, structure=pruner.structure)  # noqa: E731
 
@@ -236,9 +236,9 @@ def test_a_fade_is_due_once_units_have_died_and_the_deaths_lag_the_reference(mon
         monkeypatch.setattr(steering, "sparsity", lambda: sparsity)
         return steering.after_check(step, find)["faded"]
 
-    assert check(10, 0.0) == 0  # behind, but nothing has died: the model has not responded
-    assert steering.controller.scale < steering.controller.max_scale
-    assert check(20, 0.30) == 0  # ahead of the reference (0.33 at step 20): no fade
-    assert check(30, 0.32) > 0  # behind (0.5), the interval closed 0.02 of 0.18: fade
-    assert steering.controller.scale < steering.controller.max_scale  # below the ceiling
+    assert steering.controller.held(10) < 1.0
+    assert check(10, 0.0) == 0  # behind, but the schedule is still rising: no full strength
+    assert check(30, 0.30) == 0  # behind (0.5), the interval closed 0.30 of 0.20: deaths come
+    assert not steering.fade.probed
+    assert check(40, 0.32) > 0  # at full strength, closed 0.02 of 0.18: fade
     assert steering.fade.probed and steering.fade.chosen
