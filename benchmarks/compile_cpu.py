@@ -1,5 +1,8 @@
 """Training step time, eager against ``torch.compile``, for dense and DemP-pruned models.
 
+(Also on a GPU: ``--device cuda --mode reduce-overhead`` compiles with CUDA graphs;
+benchmarks/compile_gpu.sh is the script for a lent device.)
+
 For each run folder given, the model is built from its ``config.json`` and loaded from its
 final checkpoint (a DemP run's checkpoint holds the pruned architecture; a dense run's the
 dense one). Each model then trains ``--steps`` AdamW steps on one fixed random batch of the
@@ -9,7 +12,7 @@ compiled step (the compile, forward and backward) is timed apart; two warm-up st
 follow for both. Ratios are eager / compiled step time, taken in the same run.
 
     .venv/bin/python benchmarks/compile_cpu.py RUN_DIR [RUN_DIR...] [--steps 30] \\
-        [--threads 2] [--md FILE]
+        [--threads 2] [--md FILE] [--device cuda] [--mode reduce-overhead]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from demp.experiments.models import build_model
 from demp.integrations.compiled import CompiledModel
 
 
-def load_model(run: Path) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+def load_model(run: Path, device: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """The run's model at its final widths, and one batch (random inputs) of its shape."""
     config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     data = load_dataset(config.dataset, config.data_dir, train_size=16, test_size=16)
@@ -40,9 +43,9 @@ def load_model(run: Path) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
                         config.activation)  # fmt: skip
     per_block_residuals(model, data.train_x[:2], config.residual_mode())
     demp.load_checkpoint(run / "checkpoint", model)
-    x = torch.randn(config.batch_size, *data.input_shape)
-    y = torch.randint(0, data.num_classes, (config.batch_size,))
-    return model, x, y
+    x = torch.randn(config.batch_size, *data.input_shape, device=device)
+    y = torch.randint(0, data.num_classes, (config.batch_size,), device=device)
+    return model.to(device), x, y
 
 
 def step(net, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -58,33 +61,42 @@ def time_steps(net, model: nn.Module, x, y, steps: int) -> tuple[float, float]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     start = time.perf_counter()
     step(net, opt, x, y)
+    _sync(x)
     first = time.perf_counter() - start
     for _ in range(2):
         step(net, opt, x, y)
+    _sync(x)
     start = time.perf_counter()
     for _ in range(steps):
         step(net, opt, x, y)
+    _sync(x)
     return first, (time.perf_counter() - start) / steps
 
 
-def measure(run: Path, steps: int) -> dict:
+def _sync(x: torch.Tensor) -> None:
+    """Wait for the device (CUDA runs asynchronously)."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
+def measure(run: Path, steps: int, device: str = "cpu", mode: str | None = None) -> dict:
     """Eager and compiled step times of one run's model."""
-    model, x, y = load_model(run)
+    model, x, y = load_model(run, device)
     model.train()
     params = demp.count_trainable(model)
     _, eager = time_steps(model, model, x, y, steps)
     torch._dynamo.reset()
-    compiled = CompiledModel(model)
+    compiled = CompiledModel(model, **({"mode": mode} if mode else {}))
     compile_s, fast = time_steps(compiled, model, x, y, steps)
     return {"run": str(run), "params": params, "eager_s": eager, "compiled_s": fast,
             "first_compiled_step_s": compile_s, "speedup": eager / fast}  # fmt: skip
 
 
-def table(rows: list[dict], threads: int, steps: int) -> str:
+def table(rows: list[dict], threads: int, steps: int, where: str) -> str:
     """The Markdown table of the measurements."""
     lines = [
-        f"{platform.processor() or platform.machine()}, {threads} torch threads, torch "
-        f"{torch.__version__}, {steps} timed steps per cell",
+        f"{where}, {threads} torch threads, torch {torch.__version__}, {steps} timed steps "
+        "per cell",
         "",
         "| run | trainable params | eager s/step | compiled s/step | eager / compiled "
         "| first compiled step (compile) s |",
@@ -105,13 +117,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--md", type=Path, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--mode", default=None, help="torch.compile mode (reduce-overhead: CUDA graphs)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for run in args.runs:
-        rows.append(measure(run, args.steps))
+        rows.append(measure(run, args.steps, args.device, args.mode))
         print(json.dumps(rows[-1]), flush=True)
-    text = table(rows, args.threads, args.steps)
+    where = platform.processor() or platform.machine()
+    if args.device.startswith("cuda"):
+        where = f"{torch.cuda.get_device_name()}, mode {args.mode or 'default'}"
+    text = table(rows, args.threads, args.steps, where)
     print(text)
     if args.md:
         args.md.write_text(text + "\n")

@@ -11,7 +11,7 @@ from demp.integrations.compiled import CompiledModel
 BASE = ["train", "--dataset", "synthetic", "--train-size", "256", "--test-size", "64",
         "--batch-size", "32", "--no-progress", "--model", "mlp", "--steps", "40",
         "--method", "demp", "--target-sparsity", "0.5", "--prune-every", "5",
-        "--reg-target", "all"]  # fmt: skip
+        "--reg-target", "all", "--threads", "1"]  # fmt: skip
 
 
 class Counting:
@@ -62,3 +62,17 @@ def test_compile_must_be_a_boolean_in_a_config_file(tmp_path, capsys):
     config.write_text('compile = "yes"\n')
     assert main([*BASE, "--config", str(config), "--out", str(tmp_path / "x")]) == 2
     assert "compile must be true or false" in capsys.readouterr().err
+
+
+def test_compile_with_cuts_on_several_cpu_threads_is_refused_before_anything_is_written(
+    tmp_path, capsys
+):
+    args = [*BASE[:-1], "2"]  # --threads 2
+    assert main([*args, "--compile", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--compile with --method demp on the CPU needs --threads 1" in err
+    assert not (tmp_path / "x").exists()
+    assert main(["demo", "--compile", "--threads", "2", "--steps", "2", "--out",
+                 str(tmp_path / "demo")]) == 2  # fmt: skip
+    assert "needs --threads 1" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()

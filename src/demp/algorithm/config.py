@@ -105,9 +105,10 @@ class DemPConfig:
             up there (the strength released, the run ends short and says so); 1.0: never
             (*variant*).
         fade: DemP+: when deaths lag the controller's reference with the strength at its
-            ceiling, fade the units with the smallest scales relative to their layer out
-            over one check interval (scale and shift to exactly zero), as many as close the
-            lag (:mod:`demp.algorithm.fade`) (*variant*: on for DemP+).
+            ceiling, and once when the target is given up, fade the units with the smallest
+            scales relative to their layer out over one check interval (scale and shift to
+            exactly zero), as many as close the lag (:mod:`demp.algorithm.fade`)
+            (*variant*: on for DemP+).
         reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
             its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
             consumers' input columns included), normalized to mean 1 and recomputed after

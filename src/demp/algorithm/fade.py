@@ -10,8 +10,9 @@ more is the problem; the fade puts the extra push on the few.
 At a check where the controller is at its ceiling and the last interval's deaths closed
 less than half the lag to its reference (below the ceiling, raising the strength is the
 controller's answer; fading there too cost 1.5 points at 80 % on the long preset, where
-deaths were still coming: RESULTS-demp.md), the units whose normalization scales are the
-smallest relative to
+deaths were still coming: RESULTS-demp.md), and once at the check where the target is
+given up (the deadline: on cnn1d the strength was still below its ceiling there), the
+units whose normalization scales are the smallest relative to
 their layer's (root mean square; the ones the penalty has made the least important) are
 chosen, weakest first, as many as close the lag without passing it (the exact saving,
 :class:`~demp.structure.costs.CostModel`), never below a group's floor. Over

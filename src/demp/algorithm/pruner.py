@@ -26,8 +26,9 @@ from ..accounting import CostLedger, count_trainable
 from ..batches import device_dtype, iterate_probe, take, to_device
 from ..death.criteria import DeadUnits, find_dead
 from ..errors import DempError
-from ..ops.optim_state import check_optimizer, optimized
+from ..ops.optim_state import check_optimizer, optimized_ids
 from ..structure import Structure, build_checked_structure
+from ..structure.groups import first_difference
 from ..surgery import SurgeryReport, remove_units
 from .config import DemPConfig
 from .finite import FiniteGate, Gates
@@ -93,7 +94,7 @@ class DemonPruner:
         self.callbacks: list[StructureCallback] = list(on_structure_change)
         self._probe = list(iterate_probe(probe, self.config.probe_size))
         self.structure = self._build_structure()
-        ids = _optimized_ids(model, optimizer)
+        ids = optimized_ids(model, optimizer)
         self._params = [p for p in model.parameters() if p.requires_grad and id(p) in ids]
         reg = regularized_parameters(model, self.config.reg_target)
         self._reg_params = [p for p in reg if id(p) in ids]
@@ -327,7 +328,7 @@ class DemonPruner:
         if widths != state["widths"]:
             raise DempError(
                 "the pruner state does not match the model's current widths "
-                f"({_first_difference(widths, state['widths'])}); load the model checkpoint "
+                f"({first_difference(widths, state['widths'])}); load the model checkpoint "
                 "saved with it before the pruner state"
             )
         self.structure.history = [dict(e) for e in state.get("removals", [])]
@@ -390,22 +391,3 @@ class DemonPruner:
             }
         )
         self._last_event = now
-
-
-def _optimized_ids(model: nn.Module, optimizer: torch.optim.Optimizer) -> set[int]:
-    """Ids of the parameters the optimizer updates; a warning names trainable ones it skips."""
-    ids, outside = optimized(model, optimizer)
-    if outside:
-        warnings.warn(
-            f"DemonPruner: {len(outside)} trainable parameter(s) are not in the optimizer "
-            f"and get neither noise nor penalty: {', '.join(outside[:5])}",
-            stacklevel=3,
-        )
-    return ids
-
-
-def _first_difference(now: dict[str, int], saved: dict[str, int]) -> str:
-    for name in sorted(set(now) | set(saved)):
-        if now.get(name) != saved.get(name):
-            return f"group {name}: model {now.get(name)}, state {saved.get(name)}"
-    return "same widths"

@@ -159,7 +159,8 @@ class Steering:
         Due at a check while pushing, with the scale at its ceiling and the schedule past
         its rise (below it, raising the strength is the controller's answer to a lag),
         behind the reference by more than ``tolerance``, the last interval having closed
-        less than half the lag. The chosen units close the lag.
+        less than half the lag; and once at the check where the target is given up (the
+        deadline, or a stall), for the whole lag. The chosen units close the lag.
         """
         c, fade = self.controller, self.fade
         assert c is not None and fade is not None
@@ -167,7 +168,9 @@ class Steering:
         lag = entry["reference"] - entry["sparsity"]
         gained = entry["sparsity"] - c.trajectory[-2]["sparsity"] if len(c.trajectory) > 1 else 0.0
         full = c.scale >= c.max_scale and c.held(step) >= 1.0
-        if c.released_at is not None or not full or lag <= tolerance or gained >= 0.5 * lag:
+        given_up_now = c.stalled_at == step and c.reached_at is None  # the deadline, a stall
+        stalling = full and gained < 0.5 * lag and c.released_at is None
+        if lag <= tolerance or not (stalling or given_up_now):
             return 0
         if not fade.probed and find is not None:
             fade.probe(self.model, self.structure, find)

@@ -7,6 +7,8 @@ RMSprop's square average, Adagrad's sum) is sliced along the same dimension; sca
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ..errors import UnsupportedOptimizerError
@@ -75,3 +77,15 @@ def optimized(
     ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
     outside = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in ids]
     return ids, outside
+
+
+def optimized_ids(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> set[int]:
+    """Ids of the parameters ``optimizer`` updates; a warning names trainable ones it skips."""
+    ids, outside = optimized(model, optimizer)
+    if outside:
+        warnings.warn(
+            f"DemonPruner: {len(outside)} trainable parameter(s) are not in the optimizer "
+            f"and get neither noise nor penalty: {', '.join(outside[:5])}",
+            stacklevel=3,
+        )
+    return ids

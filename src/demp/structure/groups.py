@@ -178,3 +178,11 @@ def _complement(removed: torch.Tensor, size: int) -> torch.Tensor:
     mask = torch.ones(size, dtype=torch.bool)
     mask[removed] = False
     return torch.nonzero(mask).reshape(-1)
+
+
+def first_difference(now: dict[str, int], saved: dict[str, int]) -> str:
+    """The first group whose width differs between two width maps, said in words."""
+    for name in sorted(set(now) | set(saved)):
+        if now.get(name) != saved.get(name):
+            return f"group {name}: model {now.get(name)}, state {saved.get(name)}"
+    return "same widths"

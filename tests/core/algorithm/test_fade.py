@@ -242,3 +242,17 @@ def test_a_fade_is_due_when_deaths_lag_with_the_strength_at_its_ceiling(monkeypa
     assert not steering.fade.probed
     assert check(40, 0.32) > 0  # at full strength, closed 0.02 of 0.18: fade
     assert steering.fade.probed and steering.fade.chosen
+
+
+def test_a_target_given_up_below_the_ceiling_gets_one_fade_for_its_whole_lag(monkeypatch):
+    _, _, pruner, x = _setup(target_max_scale=1e6)  # a ceiling never reached
+    steering = pruner.steering
+    find = lambda: demp.find_dead(pruner.model, x, structure=pruner.structure)  # noqa: E731
+
+    def check(step, sparsity):
+        monkeypatch.setattr(steering, "sparsity", lambda: sparsity)
+        return steering.after_check(step, find)["faded"]
+
+    assert check(30, 0.20) == 0 and check(50, 0.22) == 0  # lagging, below the ceiling
+    assert check(60, 0.25) > 0  # the deadline (0.6 of the run): given up, and faded
+    assert steering.controller.stalled_at == 60 and steering.fade.chosen
