@@ -171,41 +171,6 @@ def test_fade_is_on_for_dplus_and_off_for_the_paper_variant():
     assert demp.DemPConfig.from_dict(old).fade is True
 
 
-def test_a_run_saved_mid_fade_resumes_bit_exactly(tmp_path):
-    x, y = synthetic((3, 8, 8), n=256, dtype=torch.float64)
-    cfg = demp.DemPConfig(reg_strength=1e-4, noise_std=1e-3, prune_every=10, target_sparsity=0.5,
-                          target_max_scale=2.0, target_deadline=1.0)  # fmt: skip
-
-    def make(seed=0):
-        torch.manual_seed(seed)
-        model = VGG((6, 8), size=8, hidden=12, out=10).double()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        return model, opt, demp.DemonPruner(model, opt, x[:64], total_steps=80, config=cfg)
-
-    def batches(start, stop, model, opt):
-        for step in range(start, stop):
-            i = torch.arange(step * 16, step * 16 + 16) % len(x)
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[i]), y[i]).backward()
-            opt.step()
-
-    model_a, opt_a, pruner_a = make()
-    batches(0, 80, model_a, opt_a)
-    model_b, opt_b, pruner_b = make()
-    stop = next(e["step"] for e in pruner_a.history if e.get("faded")) + 4  # inside a fade
-    batches(0, stop, model_b, opt_b)
-    assert pruner_b.steering.fade.chosen
-    demp.save_checkpoint(tmp_path / "ck", model_b, opt_b, pruner=pruner_b)
-    pruner_b.detach()
-    model_c, opt_c, pruner_c = make(seed=99)
-    demp.load_checkpoint(tmp_path / "ck", model_c, opt_c, pruner=pruner_c)
-    batches(stop, 80, model_c, opt_c)
-    assert pruner_a.history[-1]["target_sparsity"] == pruner_c.history[-1]["target_sparsity"]
-    state_a, state_c = model_a.state_dict(), model_c.state_dict()
-    for key in state_a:
-        assert torch.equal(state_a[key], state_c[key]), key
-
-
 def test_the_probe_finds_the_units_a_zero_norm_cannot_kill_and_restores_the_model():
     model, _, pruner, x = _setup(ResNet())
     demp.decouple_residuals(model, x[:2])  # post-add units: the skip input still flows

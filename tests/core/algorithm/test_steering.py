@@ -210,10 +210,15 @@ def test_target_max_scale_below_one_is_an_error():
         demp.DemPConfig(target_sparsity=0.5, target_max_scale=0.5)
 
 
-def test_target_run_resumes_bit_exactly(tmp_path):
+@pytest.mark.parametrize("case", ["target", "mid-fade"])
+def test_target_run_resumes_bit_exactly(tmp_path, case):
     x, y = synthetic((3, 8, 8), n=256, dtype=torch.float64)
     cfg = demp.DemPConfig(reg_strength=5e-2, noise_std=1e-3, prune_every=10,
                           target_sparsity=0.5, reg_weighting="params")  # fmt: skip
+    if case == "mid-fade":  # a strength too weak to kill: the fade does it
+        cfg = demp.DemPConfig(reg_strength=1e-4, noise_std=1e-3, prune_every=10,
+                              target_sparsity=0.5, target_max_scale=2.0,
+                              target_deadline=1.0)  # fmt: skip
 
     def make(seed=0):
         torch.manual_seed(seed)
@@ -231,12 +236,16 @@ def test_target_run_resumes_bit_exactly(tmp_path):
     model_a, opt_a, pruner_a = make()
     batches(0, 80, model_a, opt_a)
     model_b, opt_b, pruner_b = make()
-    batches(0, 35, model_b, opt_b)
+    stop = 35
+    if case == "mid-fade":  # saved inside a fade
+        stop = next(e["step"] for e in pruner_a.history if e.get("faded")) + 4
+    batches(0, stop, model_b, opt_b)
+    assert case != "mid-fade" or pruner_b.steering.fade.chosen
     demp.save_checkpoint(tmp_path / "ck", model_b, opt_b, pruner=pruner_b)
     pruner_b.detach()
     model_c, opt_c, pruner_c = make(seed=99)
     demp.load_checkpoint(tmp_path / "ck", model_c, opt_c, pruner=pruner_c)
-    batches(35, 80, model_c, opt_c)
+    batches(stop, 80, model_c, opt_c)
 
     assert sum(e["removed"] for e in pruner_a.history) > 0
     assert pruner_a.steering.controller.trajectory == pruner_c.steering.controller.trajectory
