@@ -369,7 +369,8 @@ def check_compile(config: TrainConfig, device: torch.device) -> None:
     segmentation fault or a corrupted heap at its first step with 2 threads, and ran with
     1 (benchmarks/speed_cpu.md); a dense model compiled fine with 2.
     """
-    if device.type == "cpu" and config.method != "dense" and torch.get_num_threads() > 1:
+    cuts = config.method != "dense"
+    if config.compile and device.type == "cpu" and cuts and torch.get_num_threads() > 1:
         raise DempError(
             f"--compile with --method {config.method} on the CPU needs --threads 1: with "
             f"{torch.get_num_threads()} threads Inductor's code crashed the process on pruned "
