@@ -76,3 +76,11 @@ def test_compile_with_cuts_on_several_cpu_threads_is_refused_before_anything_is_
                  str(tmp_path / "demo")]) == 2  # fmt: skip
     assert "needs --threads 1" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_compiled_bench_on_several_cpu_threads_is_refused_before_any_run(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--preset", "quick", "--compile", "--threads", "2", "--out",
+                 str(out), "--no-progress"]) == 2  # fmt: skip
+    assert "needs --threads 1" in capsys.readouterr().err
+    assert not out.exists()

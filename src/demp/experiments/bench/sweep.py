@@ -17,9 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ...errors import DempError
 from ..harness.config import TrainConfig
-from ..harness.runner import run_training
+from ..harness.runner import check_compile, run_training
+from ..harness.steps import resolve_device
+from ..harness.threads import usable_cores
 from .parallel import run_side_by_side
 from .presets import get_preset
 from .results import write_results
@@ -63,6 +67,9 @@ def run_bench(
     if compile:
         runs = [(name, {**opts, "compile": True}) for name, opts in runs]
     configs = [(name, TrainConfig.from_dict(opts)) for name, opts in runs]  # validate all first
+    per_run = threads or (max(1, usable_cores() // jobs) if jobs > 1 else torch.get_num_threads())
+    for _, config in configs:  # --compile where it crashed: refused before any run
+        check_compile(config, resolve_device(config.device), per_run)
     runs_dir = out / RUNS_SUBDIR
     runs_dir.mkdir(parents=True, exist_ok=True)
     _adopt_old_layout(out, [name for name, _ in runs])

@@ -362,19 +362,21 @@ def run_training(
         s.ranks.close()
 
 
-def check_compile(config: TrainConfig, device: torch.device) -> None:
+def check_compile(config: TrainConfig, device: torch.device, threads: int | None = None) -> None:
     """Refuse ``--compile`` where it was measured to crash: the CPU, threads, cuts.
 
     On the project's CPU (torch 2.13, Inductor) a compiled DemP-pruned ResNet-18 died with a
     segmentation fault or a corrupted heap at its first step with 2 threads, and ran with
-    1 (benchmarks/speed_cpu.md); a dense model compiled fine with 2.
+    1 (benchmarks/speed_cpu.md); a dense model compiled fine with 2. ``threads``: the
+    run's torch threads (None: this process's).
     """
+    threads = torch.get_num_threads() if threads is None else threads
     cuts = config.method != "dense"
-    if config.compile and device.type == "cpu" and cuts and torch.get_num_threads() > 1:
+    if config.compile and device.type == "cpu" and cuts and threads > 1:
         raise DempError(
             f"--compile with --method {config.method} on the CPU needs --threads 1: with "
-            f"{torch.get_num_threads()} threads Inductor's code crashed the process on pruned "
-            "models here (benchmarks/speed_cpu.md); drop --compile or give --threads 1"
+            f"{threads} threads Inductor's code crashed the process on pruned models here "
+            "(benchmarks/speed_cpu.md); drop --compile or give --threads 1"
         )
 
 
