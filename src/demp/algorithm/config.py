@@ -204,7 +204,12 @@ class DemPConfig:
         object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
 
     def _check_numbers(self) -> None:
-        """Every numeric option finite, of the right type and in its range."""
+        """Every numeric option finite, of the right type and in its range; flags booleans."""
+        for name in _BOOLEANS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"DemPConfig.{name} must be true or false, got {getattr(self, name)!r}"
+                )
         for name in _NON_NEGATIVE:
             _number(name, getattr(self, name), 0.0)
         if self.eps is not None:
@@ -285,6 +290,7 @@ class DemPConfig:
 
 _NON_NEGATIVE = ("reg_strength", "noise_std", "shift_push", "shift_push_below",
                  "shift_push_relative", "polarization_t")  # fmt: skip
+_BOOLEANS = ("dynamic", "allow_inexact_norm", "fade", "revive", "count_stale")
 _INTEGERS = {"prune_every": 1, "prune_start": 0, "probe_size": 1, "min_units": 1, "round_to": 1,
              "seed": 0}  # fmt: skip
 

@@ -221,3 +221,9 @@ def test_a_target_given_up_below_the_ceiling_gets_one_fade_for_its_whole_lag(mon
     assert check(30, 0.20) == 0 and check(50, 0.22) == 0  # lagging, below the ceiling
     assert check(60, 0.25) > 0  # the deadline (0.6 of the run): given up, and faded
     assert steering.controller.stalled_at == 60 and steering.fade.chosen
+
+
+@pytest.mark.parametrize("name", ["fade", "revive", "count_stale", "dynamic", "allow_inexact_norm"])
+def test_a_flag_that_is_not_a_boolean_is_refused(name):
+    with pytest.raises(ValueError, match=f"DemPConfig.{name} must be true or false, got 'no'"):
+        demp.DemPConfig(target_sparsity=0.5, **{name: "no"})

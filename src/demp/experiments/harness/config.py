@@ -180,6 +180,8 @@ class TrainConfig:
         try:
             demp = DemPConfig.from_dict(demp_table)
             return cls(**data, demp=demp, method_options=options)
+        except DempError:  # already says what is wrong (a ValueError too)
+            raise
         except (TypeError, ValueError) as err:
             raise DempError(f"invalid run options: {err}") from err
 
