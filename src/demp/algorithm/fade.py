@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..ops.select import ChannelSelect
 from ..structure import Structure
 from ..structure.costs import CostModel, Metric
 from ..surgery import Decision
@@ -121,7 +122,7 @@ class Fade:
         failed = []
         for name, group in structure.groups.items():
             units = list(range(group.width))
-            rows = _norm_rows(model, structure, name, units) if units else []
+            rows = _faded_rows(model, structure, name, units) if units else []
             if name in self.unfadeable or not rows:
                 continue
             with _zeroed(rows):
@@ -147,10 +148,8 @@ class Fade:
         left = self.length - t
         factor = left / (left + 1) if left > 0 else 0.0
         for name, units in self.chosen.items():
-            for module, rows in _norm_rows(model, structure, name, units):
-                for tensor in (module.weight, getattr(module, "bias", None)):
-                    if isinstance(tensor, torch.Tensor):
-                        tensor[rows.to(tensor.device)] *= factor
+            for tensor, rows in _faded_rows(model, structure, name, units):
+                tensor[rows.to(tensor.device)] *= factor
 
     def settle(self, dead: Mapping[str, torch.Tensor]) -> list[str]:
         """End the fade at a check: groups whose chosen units are not all dead become unfadeable.
@@ -188,16 +187,14 @@ class Fade:
 
 
 @contextmanager
-def _zeroed(rows: list[tuple[nn.Module, torch.Tensor]]) -> Iterator[None]:
-    """Zero the scale and shift entries ``rows`` inside the block, then put them back."""
+def _zeroed(rows: list[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
+    """Zero the entries ``rows`` (tensor, row indices) inside the block, then put them back."""
     saved = []
     with torch.no_grad():
-        for module, index in rows:
-            for tensor in (module.weight, getattr(module, "bias", None)):
-                if isinstance(tensor, torch.Tensor):
-                    at = index.to(tensor.device)
-                    saved.append((tensor, at, tensor[at].clone()))
-                    tensor[at] = 0
+        for tensor, index in rows:
+            at = index.to(tensor.device)
+            saved.append((tensor, at, tensor[at].clone()))
+            tensor[at] = 0
     try:
         yield
     finally:
@@ -219,15 +216,28 @@ def _norm_modules(model: nn.Module, structure: Structure, name: str) -> list[tup
     return out
 
 
-def _norm_rows(
+def _faded_rows(
     model: nn.Module, structure: Structure, name: str, units: list[int]
-) -> list[tuple[nn.Module, torch.Tensor]]:
-    """Each norm module of the group with the channel rows of ``units``."""
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """What fading ``units`` scales down: (tensor, its rows of the units).
+
+    Each norm's scale and shift and, where the group's units come out of an identity
+    residual add with a :class:`~demp.ops.select.ChannelSelect` shortcut, the shortcut's
+    selection rows: with both at zero the unit is ``relu(0 + 0)``, dead. Empty if the
+    group has no norm.
+    """
     picked = torch.tensor(units, dtype=torch.long)
-    return [
-        (module, slot.index[picked].reshape(-1))
-        for module, slot in _norm_modules(model, structure, name)
-    ]
+    norms = _norm_modules(model, structure, name)
+    out = []
+    for module, slot in norms:
+        for tensor in (module.weight, getattr(module, "bias", None)):
+            if isinstance(tensor, torch.Tensor):
+                out.append((tensor, slot.index[picked].reshape(-1)))
+    for slot in structure.groups[name].slots if norms else ():
+        module = model.get_submodule(slot.path)
+        if slot.role == "producer" and isinstance(module, ChannelSelect):
+            out.append((module.selection, slot.index[picked].reshape(-1)))
+    return out
 
 
 def _candidates(

@@ -27,7 +27,9 @@ class ChannelSelect(nn.Module):
     ``y[:, o] = x[:, i]`` where ``selection[o, i] == 1``, and ``y[:, o] = 0`` where row
     ``o`` is all zeros (an output whose source was cut). Channels are dim 1 of the input
     (2-D ``(N, C)`` up to 5-D ``(N, C, D, H, W)``). The selection is a buffer (saved in the
-    ``state_dict``, never trained); each row holds at most one 1.
+    ``state_dict``, never trained); each row holds at most one nonzero, 1 as built. A
+    value ``g`` in (0, 1) scales its copy: ``y[:, o] = g * x[:, i]`` (DemP+'s fade takes a
+    shortcut to zero this way, :mod:`demp.algorithm.fade`).
 
     Example:
         >>> select = ChannelSelect.identity(64)
@@ -38,7 +40,7 @@ class ChannelSelect(nn.Module):
         selection: The ``(out_channels, in_channels)`` 0/1 matrix (copied).
 
     Raises:
-        ValueError: Not a 2-D matrix of zeros and ones with at most one 1 per row.
+        ValueError: Not a 2-D matrix of values in [0, 1] with at most one nonzero per row.
 
     """
 
@@ -83,14 +85,14 @@ class ChannelSelect(nn.Module):
 
 
 def check_selection(selection: torch.Tensor) -> None:
-    """Raise ValueError unless ``selection`` is a 0/1 matrix with at most one 1 per row."""
+    """Raise ValueError unless ``selection`` has values in [0, 1], at most one nonzero per row."""
     if not isinstance(selection, torch.Tensor) or selection.dim() != 2:
         raise ValueError("a channel selection must be a 2-D (out_channels, in_channels) tensor")
     values = selection.detach()
-    if not bool(((values == 0) | (values == 1)).all()):
-        raise ValueError("a channel selection holds only zeros and ones")
+    if not bool(((values >= 0) & (values <= 1)).all()):
+        raise ValueError("a channel selection holds values in [0, 1] (zeros and ones, or gains)")
     if values.numel() and int((values != 0).sum(dim=1).max()) > 1:
-        raise ValueError("a channel selection has at most one 1 per row (one source per output)")
+        raise ValueError("a channel selection has at most one nonzero per row (one source per output)")
 
 
 def selection_sizes(module: nn.Module) -> Mapping[str, Any]:

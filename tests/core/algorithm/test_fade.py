@@ -15,11 +15,13 @@ from demp.structure.costs import CostModel
 from tests.core.algorithm.test_pruner import synthetic, train
 
 
-def _setup(net=None, length=4, **options):
+def _setup(net=None, length=4, decouple=False, **options):
     """A float64 model, an SGD optimizer with lr 0 (the fade alone moves the scales)."""
     torch.manual_seed(0)
     model = (net or VGG((6, 8), size=8, hidden=12, out=4)).double()
     x = torch.randn(32, 3, 8, 8, dtype=torch.float64)
+    if decouple:  # each identity shortcut a ChannelSelect: post-add units per block
+        demp.decouple_residuals(model, x[:2])
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             with torch.no_grad():
@@ -171,10 +173,23 @@ def test_fade_is_on_for_dplus_and_off_for_the_paper_variant():
     assert demp.DemPConfig.from_dict(old).fade is True
 
 
+class Squashed(nn.Module):
+    """conv-bn-relu, then conv-bn-sigmoid: sigmoid(0) = 1/2, so a zero norm cannot kill."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.bn_a = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6)
+        self.b, self.bn_b = nn.Conv2d(6, 5, 3, padding=1), nn.BatchNorm2d(5)
+        self.fc = nn.Linear(5, 4)
+
+    def forward(self, x):
+        h = torch.sigmoid(self.bn_b(self.b(torch.relu(self.bn_a(self.a(x))))))
+        return self.fc(h.mean((2, 3)))
+
+
 def test_the_probe_finds_the_units_a_zero_norm_cannot_kill_and_restores_the_model():
-    model, _, pruner, x = _setup(ResNet())
-    demp.decouple_residuals(model, x[:2])  # post-add units: the skip input still flows
-    structure = demp.build_checked_structure(model, x)
+    model, _, pruner, x = _setup(Squashed())
+    structure = pruner.structure
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fade = Fade(length=2)
     failed = fade.probe(
@@ -182,14 +197,50 @@ def test_the_probe_finds_the_units_a_zero_norm_cannot_kill_and_restores_the_mode
     )
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
-    post_add = {  # identity skips; layers.2 adds a BatchNorm'd projection: zeroed too, dead
-        n
-        for n, g in structure.groups.items()
-        if [s.path for s in g.slots if s.role == "norm"] == [n.replace("conv2", "bn2")]
-    }
-    assert fade.probed and post_add and set(failed) == post_add == fade.unfadeable
+    assert fade.probed and failed == ["b"] and fade.unfadeable == {"b"}
     fade.plan(model, structure, CostModel.measure(model, structure, x[:1]), {}, 1e9, "weight", 0)
-    assert fade.chosen and not set(fade.chosen) & post_add
+    assert set(fade.chosen) == {"a"}
+
+
+def _post_add(structure):
+    """Groups whose units come out of an identity residual add (a ChannelSelect shortcut)."""
+    return {
+        name
+        for name, group in structure.groups.items()
+        if any(s.role == "producer" and s.path.endswith("short") for s in group.slots)
+    }
+
+
+def test_post_add_units_fade_with_their_shortcut_and_are_cut_exactly():
+    model, opt, pruner, x = _setup(ResNet(), length=3, decouple=True, count_stale=False)
+    structure = pruner.structure
+    post_add = _post_add(structure)
+    assert post_add == {"layers.0.conv2", "layers.1.conv2", "layers.3.conv2"}
+    fade = pruner.steering.fade
+    find = lambda: demp.find_dead(model, x, structure=structure, stats="batch")  # noqa: E731
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert fade.probe(model, structure, find) == []  # zeroed with their shortcut rows: dead
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # the probe put everything back
+    fade.chosen, fade.start = {"layers.1.conv2": [0, 3], "layers.3.conv2": [1, 2, 5]}, 0
+    start = model.layers[3].short.selection.clone()
+    for t in range(1, 4):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+        expected = start.clone()
+        expected[[1, 2, 5]] *= (3 - t) / 3  # the shortcut's rows fade with the norm
+        torch.testing.assert_close(model.layers[3].short.selection, expected, rtol=0, atol=1e-15)
+    for stats in ("batch", "running"):
+        dead = demp.find_dead(model, x, structure=structure, stats=stats).as_dict()
+        assert dead["layers.1.conv2"] == [0, 3] and dead["layers.3.conv2"] == [1, 2, 5]
+    model.train()
+    dead = demp.find_dead(model, x, structure=structure, stats="batch")
+    before = model(x).detach()
+    assert pruner.steering.settle_fade(dead) == []
+    demp.remove_units(model, dead, structure=copy.deepcopy(structure))
+    assert model.layers[3].short.selection.shape[0] == 5 and model.fc.in_features == 5
+    torch.testing.assert_close(model(x).detach(), before, rtol=0, atol=1e-12)
 
 
 def test_a_fade_is_due_when_deaths_lag_with_the_strength_at_its_ceiling(monkeypatch):

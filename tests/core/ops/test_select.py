@@ -1,4 +1,4 @@
-"""ChannelSelect: a fixed 0/1 channel selection, exact, FLOP-free, cut by its table row."""
+"""ChannelSelect: a fixed channel selection (0/1 or gains), exact, FLOP-free, cut by its table row."""
 
 import pytest
 import torch
@@ -14,12 +14,13 @@ from demp.structure.verify import _restored
 
 
 def random_selection(out: int, inp: int, seed: int) -> torch.Tensor:
-    """A 0/1 matrix with at most one 1 per row (some rows empty)."""
+    """At most one nonzero per row (some rows empty): mostly 1, some gains in (0, 1)."""
     g = torch.Generator().manual_seed(seed)
     sel = torch.zeros(out, inp, dtype=torch.float64)
     for o in range(out):
         if inp and torch.rand(1, generator=g) < 0.8:
-            sel[o, torch.randint(inp, (1,), generator=g)] = 1
+            gain = 1.0 if torch.rand(1, generator=g) < 0.5 else float(torch.rand(1, generator=g))
+            sel[o, torch.randint(inp, (1,), generator=g)] = max(gain, 1e-3)
     return sel
 
 
@@ -61,8 +62,8 @@ def test_no_counted_flops():
 
 @pytest.mark.parametrize(
     "bad",
-    [torch.ones(3), torch.full((2, 2), 0.5), torch.ones(2, 3)],
-    ids=["1-D", "not 0/1", "two sources"],
+    [torch.ones(3), torch.full((2, 2), 1.5), -torch.eye(2), torch.full((2, 3), 0.5)],
+    ids=["1-D", "above 1", "negative", "two sources"],
 )
 def test_invalid_selections_refused(bad):
     with pytest.raises(ValueError):
