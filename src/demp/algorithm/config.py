@@ -17,6 +17,8 @@ from .regularizer import POLARIZATION_T, REG_KINDS, RegKind, RegTarget, RegWeigh
 _SCHEDULES = {c.__name__: c for c in (OneCycle, Constant, Warmup, CosineDecay)}
 RegUpdate = Literal["gradient", "proximal"]
 Variant = Literal["auto", "plus", "paper"]
+FadeScore = Literal["scale", "output"]
+FADE_SCORES = ("scale", "output")
 VARIANTS: dict[str, dict[str, Any]] = {
     # Algorithm 1 as the paper writes it (and as the authors' code runs the death check)
     "paper": {
@@ -109,6 +111,10 @@ class DemPConfig:
             scales relative to their layer out over one check interval (scale and shift to
             exactly zero), as many as close the lag (:mod:`demp.algorithm.fade`)
             (*variant*: on for DemP+).
+        fade_score: What the fade ranks units by, relative to their group: ``"scale"``
+            (the norm's ``|gamma|``) or ``"output"`` (the standard deviation of the unit's
+            output over the probe, measured by a death check when a fade is planned: what
+            it tells the next layer, a post-add unit's skip input included).
         reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
             its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
             consumers' input columns included), normalized to mean 1 and recomputed after
@@ -167,6 +173,7 @@ class DemPConfig:
     target_max_scale: float | None = _opt(None, "DemP+: ceiling of the controller's multiplier of --reg-strength")
     target_deadline: float | None = _opt(None, "DemP+: fraction of the run after which a target not reached is given up (1: never)")
     fade: bool | None = _opt(None, "DemP+: fade the weakest units out when deaths lag with lambda at its ceiling (true/false)")
+    fade_score: FadeScore = _opt("scale", "DemP+: what the fade ranks units by, relative to their layer (scale: |gamma|; output: the unit's standard deviation over the probe)", choices=FADE_SCORES)
     reg_weighting: RegWeighting = _opt("auto", "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)", choices=("auto", "uniform", "params", "flops"))
     min_fraction: float = _opt(0.0, "DemP+: never cut a group below this fraction of its width")
     revive: bool = _opt(True, "DemP+: revive the dead units a target keeps, with zero fan-out (true/false)")
@@ -195,6 +202,7 @@ class DemPConfig:
         _choice("criterion", self.criterion, ("zero", "eps", "nonpositive"))
         _choice("target_metric", self.target_metric, METRICS)
         _choice("reg_weighting", self.reg_weighting, ("auto", "uniform", "params", "flops"))
+        _choice("fade_score", self.fade_score, FADE_SCORES)
         self._check_steering()
         self._check_numbers()
         for name in ("schedule", "noise_schedule"):

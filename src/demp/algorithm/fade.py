@@ -19,13 +19,17 @@ many as close the lag without passing it (the exact saving,
 ``length`` steps, after every optimizer step (and its noise), their scale and
 shift are multiplied down linearly to exactly zero and then held there. A unit whose scale
 and shift are zero outputs exactly zero after its norm, whatever the statistics: dead, so
-the next death check removes it exactly. The change to the function is spread over the
-interval and the network trains through it, as in gradual pruning. Before the first fade
-each group in turn is zeroed for one death check (then restored): a group whose zeroed
-units do not all die (units after an identity residual add, whose skip inputs still flow)
-is never faded, and neither is a group whose faded units did not all die. Measured: on
-cnn1d / MNIST-1D both targets are reached and DemP+ matches SNAP; on the long preset every
-target is reached, but 2 points behind SNAP at 90 % and 13 at 95 % (RESULTS.md).
+the next death check removes it exactly. A unit after an identity residual add made
+cuttable (:func:`demp.decouple_residuals`: the shortcut is a
+:class:`~demp.ops.select.ChannelSelect`) also gets its skip input: the shortcut's row for
+the unit fades with the norm, and ``relu(0 + 0)`` is dead too (without it, two thirds of
+the 95 % model's weights sat in the last block's post-add units and the classifier, which
+could not be faded; seed 0 of the long preset: 66.9 -> 76.7 %). The change to the
+function is spread over the interval and the network trains through it, as in gradual
+pruning. Before the first fade each group in turn is zeroed for one death check (then
+restored): a group whose zeroed units do not all die (e.g. a squashing activation:
+sigmoid(0) = 1/2) is never faded, and neither is a group whose faded units did not all
+die. Measured: benchmarks/RESULTS.md and RESULTS-demp.md.
 
 Example:
     >>> fade = Fade(length=57)
@@ -81,6 +85,7 @@ class Fade:
         budget: float,
         metric: Metric,
         step: int,
+        spread: Mapping[str, torch.Tensor] | None = None,
     ) -> int:
         """Choose the weakest units whose removal saves at most ``budget``; return how many.
 
@@ -96,11 +101,14 @@ class Fade:
             budget: The most the removal of the chosen units may save, in ``metric``.
             metric: ``"weight"``, ``"neuron"`` or ``"flops"``.
             step: Completed steps now (the fade starts after the next one).
+            spread: Group name -> each unit's standard deviation over the probe (a death
+                check's :meth:`~demp.death.DeadUnits.unit_spreads`, current numbering): rank
+                by it relative to the group's instead of by the norm scales.
         """
         self.chosen, self.start = {}, int(step)
         if budget <= 0:
             return 0
-        ranked = _candidates(model, structure, floors, self.unfadeable)
+        ranked = _candidates(model, structure, floors, self.unfadeable, spread)
         if not ranked:
             return 0
         picked = _within(ranked, lambda units: costs.saving(_grouped(units), metric) <= budget)
@@ -115,7 +123,7 @@ class Fade:
 
         For each group with a norm in turn (one at a time: a unit's input may be another
         group's unit), every unit is zeroed, ``find`` (a death check) runs, and the values
-        are put back exactly. A unit after an identity residual add whose skip input
+        are put back exactly (a post-add group's shortcut rows too). A unit whose input
         happens to be dead would pass alone; the whole group does not. Returns the groups
         newly marked.
         """
@@ -241,24 +249,37 @@ def _faded_rows(
 
 
 def _candidates(
-    model: nn.Module, structure: Structure, floors: Mapping[str, int], unfadeable: set[str]
+    model: nn.Module,
+    structure: Structure,
+    floors: Mapping[str, int],
+    unfadeable: set[str],
+    spread: Mapping[str, torch.Tensor] | None = None,
 ) -> list[tuple[str, int]]:
-    """(group, unit) above each group's floor, weakest relative scale first."""
+    """(group, unit) above each group's floor, weakest relative score first."""
     scored: list[tuple[float, str, int]] = []
     for name, group in structure.groups.items():
         norms = _norm_modules(model, structure, name)
         spare = group.width - max(1, floors.get(name, 1))
         if name in unfadeable or not norms or spare <= 0:
             continue
-        score = torch.zeros(group.width, dtype=torch.float64)
-        for module, slot in norms:
-            size = module.weight.detach().abs().double().cpu()
-            rms = float(size.pow(2).mean().sqrt()) or 1.0
-            score = torch.maximum(score, (size[slot.index] / rms).amax(dim=1))
+        if spread is not None and name in spread:
+            score = _relative(spread[name].double().cpu())
+        else:
+            score = torch.zeros(group.width, dtype=torch.float64)
+            for module, slot in norms:
+                size = module.weight.detach().abs().double().cpu()
+                score = torch.maximum(score, _relative(size)[slot.index].amax(dim=1))
         order = torch.argsort(score, stable=True)[:spare]
         scored += [(float(score[i]), name, int(i)) for i in order]
     scored.sort(key=lambda s: (s[0], s[1], s[2]))
     return [(name, unit) for _, name, unit in scored]
+
+
+def _relative(values: torch.Tensor) -> torch.Tensor:
+    """``values`` over their root mean square (finite ones; 1 where all are zero)."""
+    finite = values[torch.isfinite(values)]
+    rms = float(finite.pow(2).mean().sqrt()) if finite.numel() else 0.0
+    return values / (rms or 1.0)
 
 
 def _within(

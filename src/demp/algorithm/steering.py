@@ -175,9 +175,12 @@ class Steering:
         if not fade.probed and find is not None:
             fade.probe(self.model, self.structure, find)
         budget = self._size() - (1.0 - entry["reference"]) * self._initial()
+        by_output = self.config.fade_score == "output" and find is not None
+        spread = find().unit_spreads() if by_output else None
         return fade.plan(
-            self.model, self.structure, self.costs, self.floors(), budget, self.metric, step
-        )
+            self.model, self.structure, self.costs, self.floors(), budget, self.metric, step,
+            spread,
+        )  # fmt: skip
 
     def shortfall(self) -> str | None:
         """A note when the model is short of its target by more than one unit, else None."""

@@ -44,6 +44,8 @@ class GroupDeath:
         score: Activity of each unit (largest statistic over its consumers); the guards
             keep the most active units first.
         per_consumer: Consumer path -> bool mask of units dead at that consumer.
+        spread: Standard deviation of each unit's values over the probe (examples and
+            positions; the largest over its consumers): what it tells its consumers.
 
     """
 
@@ -52,6 +54,7 @@ class GroupDeath:
     dead: torch.Tensor
     score: torch.Tensor
     per_consumer: dict[str, torch.Tensor]
+    spread: torch.Tensor | None = None
 
     @property
     def num_dead(self) -> int:
@@ -98,6 +101,10 @@ class DeadUnits:
     def removal_masks(self) -> dict[str, torch.Tensor]:
         """Group name -> bool mask of the units to remove (what :func:`demp.remove_units` takes)."""
         return {n: g.dead for n, g in self.groups.items()}
+
+    def unit_spreads(self) -> dict[str, torch.Tensor]:
+        """Group name -> each unit's standard deviation over the probe (:class:`GroupDeath`)."""
+        return {n: g.spread for n, g in self.groups.items() if g.spread is not None}
 
     def unit_scores(self) -> dict[str, torch.Tensor]:
         """Group name -> activity of each unit (the guards keep the most active)."""
@@ -169,9 +176,11 @@ def find_dead(
     consumers = {s.path for g in structure.groups.values() for s in g.consumers}
     seen, monitor = _observe(model, probe, max_examples, consumers, structure.rules, stats)
     stats = monitor.max_val if criterion == "nonpositive" else monitor.max_abs
-    if sync is not None:
+    spreads = {path: monitor.spread(path) for path in monitor.moments}
+    if sync is not None:  # the spreads with MAX too: every rank ranks the units alike
         stats = _synced(model, sorted(consumers), stats, sync, structure.rules)
-    groups = {n: _group_death(g, stats, eps) for n, g in structure.groups.items()}
+        spreads = _synced(model, sorted(consumers), spreads, sync, structure.rules)
+    groups = {n: _group_death(g, stats, eps, spreads) for n, g in structure.groups.items()}
     return DeadUnits(groups, dict(structure.skipped), structure, criterion, eps, seen)
 
 
@@ -235,15 +244,22 @@ def _run(model: nn.Module, batch: Any) -> int:
     return batch_size(batch)
 
 
-def _group_death(group: Any, stats: dict[str, torch.Tensor], eps: float) -> GroupDeath:
+def _group_death(
+    group: Any, stats: dict[str, torch.Tensor], eps: float, spreads: dict[str, torch.Tensor]
+) -> GroupDeath:
     per_consumer, scores = {}, []
     for slot in group.consumers:
-        if slot.path not in stats:  # never called on the probe: nothing is known to be dead
-            values = torch.full((group.width,), float("inf"), dtype=torch.float64)
-        else:
-            values = stats[slot.path].to("cpu", torch.float64)[slot.index].amax(1)
+        values = _per_unit(group, slot, stats)
         per_consumer[slot.path] = values <= eps
         scores.append(values)
     dead = torch.stack(list(per_consumer.values())).all(0)
     score = torch.stack(scores).amax(0)
-    return GroupDeath(group.name, group.width, dead, score, per_consumer)
+    spread = torch.stack([_per_unit(group, s, spreads) for s in group.consumers]).amax(0)
+    return GroupDeath(group.name, group.width, dead, score, per_consumer, spread)
+
+
+def _per_unit(group: Any, slot: Any, stats: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each unit's largest statistic at one consumer (+inf where it never ran: unknown)."""
+    if slot.path not in stats:  # never called on the probe: nothing is known to be dead
+        return torch.full((group.width,), float("inf"), dtype=torch.float64)
+    return stats[slot.path].to("cpu", torch.float64)[slot.index].amax(1)

@@ -2,7 +2,8 @@
 
 :class:`ActivationMonitor` is a context manager: on entry it adds a forward pre-hook to
 every consumer layer, on exit it removes them. Each hook keeps, per input feature, the
-largest ``|x|`` and the largest ``x`` seen, reduced over the batch and every
+largest ``|x|`` and the largest ``x`` seen, and the count, sum and sum of squares (for the
+standard deviation, :meth:`ActivationMonitor.spread`), reduced over the batch and every
 spatial/token dimension (a conv's features are its dim 1, a linear layer's its last dim:
 the ``feature_dim`` of the layer's row in :mod:`demp.ops.rules`).
 Statistics live here, never on the user's modules.
@@ -44,6 +45,7 @@ class ActivationMonitor:
         self.rules = rules
         self.max_abs: dict[str, torch.Tensor] = {}
         self.max_val: dict[str, torch.Tensor] = {}
+        self.moments: dict[str, tuple[int, torch.Tensor, torch.Tensor]] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> ActivationMonitor:
@@ -81,8 +83,25 @@ class ActivationMonitor:
                 dims = [d for d in range(x.ndim) if d != dim % x.ndim]
                 top, bottom = x.amax(dims), x.amin(dims)  # no copy of the activation
                 self._update(path, torch.maximum(top, bottom.neg()), top)
+                self._accumulate(path, x, dims, x.numel() // max(1, x.shape[dim % x.ndim]))
 
         return hook
+
+    def _accumulate(self, path: str, x: torch.Tensor, dims: list[int], count: int) -> None:
+        """Add the batch's count (values per feature), sum and sum of squares (float64)."""
+        wide = torch.float32 if x.device.type == "mps" else torch.float64  # MPS has no float64
+        total = x.sum(dims, dtype=wide)
+        squares = x.square().sum(dims, dtype=wide)
+        if path in self.moments:
+            n, s, q = self.moments[path]
+            total, squares, count = s + total, q + squares, n + count
+        self.moments[path] = (count, total, squares)
+
+    def spread(self, path: str) -> torch.Tensor:
+        """Standard deviation of each input feature of ``path`` over everything seen."""
+        count, total, squares = self.moments[path]
+        mean = total / max(count, 1)
+        return (squares / max(count, 1) - mean.square()).clamp_min(0).sqrt()
 
     def _update(self, path: str, max_abs: torch.Tensor, max_val: torch.Tensor) -> None:
         if path in self.max_abs:

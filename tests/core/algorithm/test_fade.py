@@ -52,16 +52,26 @@ def _saving(model, structure, chosen):
     return demp.count_trainable(model) - demp.count_trainable(model2)
 
 
+def _relative_spread(spread, name):
+    """A unit's standard deviation over its group's root mean square (independent)."""
+    values = spread[name]
+    return values / values.pow(2).mean().sqrt()
+
+
 @pytest.mark.parametrize("net", ["vgg", "resnet"])
-def test_plan_takes_the_weakest_relative_units_that_fit_the_budget(net):
-    model, _, pruner, _ = _setup(ResNet() if net == "resnet" else None)
+@pytest.mark.parametrize("by", ["scale", "output"])
+def test_plan_takes_the_weakest_relative_units_that_fit_the_budget(net, by):
+    model, _, pruner, x = _setup(ResNet() if net == "resnet" else None)
     structure, steering = pruner.structure, pruner.steering
     budget = 0.3 * demp.count_trainable(model)
     fade = Fade(length=4)
-    n = fade.plan(model, structure, steering.costs, steering.floors(), budget, "weight", 10)
+    spread = demp.find_dead(model, x, structure=structure).unit_spreads() if by == "output" else None
+    n = fade.plan(model, structure, steering.costs, steering.floors(), budget, "weight", 10, spread)
     ranked = []
     for name, group in structure.groups.items():
         score = _relative(model, structure, name)
+        if score is not None and spread is not None:
+            score = _relative_spread(spread, name)
         if score is not None:  # groups without a norm are never faded
             weakest = sorted((float(s), name, i) for i, s in enumerate(score))
             ranked += weakest[: group.width - 1]  # min_units 1
@@ -258,6 +268,28 @@ def test_a_fade_is_due_when_deaths_lag_with_the_strength_at_its_ceiling(monkeypa
     assert not steering.fade.probed
     assert check(40, 0.32) > 0  # at full strength, closed 0.02 of 0.18: fade
     assert steering.fade.probed and steering.fade.chosen
+
+
+@pytest.mark.parametrize("by", ["scale", "output"])
+def test_the_output_score_plans_with_a_fresh_death_checks_spreads(monkeypatch, by):
+    _, _, pruner, x = _setup(target_max_scale=1.0, fade_score=by)
+    steering, seen = pruner.steering, []
+    find = lambda: demp.find_dead(pruner.model, x, structure=pruner.structure)  # noqa: E731
+    plan = steering.fade.plan
+    monkeypatch.setattr(steering.fade, "plan", lambda *a: seen.append(a[-1]) or plan(*a))
+    monkeypatch.setattr(steering, "sparsity", lambda: 0.01)
+    assert steering.after_check(40, find)["faded"] > 0  # at the ceiling, lagging: fade
+    if by == "scale":
+        assert seen == [None]
+    else:
+        want = find().unit_spreads()
+        assert len(seen) == 1 and set(seen[0]) == set(want)
+        assert all(torch.equal(seen[0][n], want[n]) for n in want)
+
+
+def test_an_unknown_fade_score_is_refused():
+    with pytest.raises(ValueError, match="fade_score"):
+        demp.DemPConfig(target_sparsity=0.5, fade_score="gamma")
 
 
 def test_a_target_given_up_below_the_ceiling_gets_one_fade_for_its_whole_lag(monkeypatch):

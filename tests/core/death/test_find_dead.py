@@ -133,3 +133,21 @@ def test_monitor_context_manager_removes_hooks_on_error():
             assert mon.max_abs["head"].shape == (6,)
             raise RuntimeError
     assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+def test_spreads_are_each_units_standard_deviation_over_the_probe():
+    """The monitor's moments over several batches against torch.std of every value seen."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 4, 1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 6 * 6, 3),
+    ).double()  # fmt: skip
+    batches = [torch.randn(n, 3, 6, 6, dtype=torch.float64) for n in (7, 5)]
+    dead = demp.find_dead(model, batches, max_examples=None)
+    spreads = dead.unit_spreads()
+    seen = torch.cat([model[:2](b) for b in batches])  # the first group's units, as consumed
+    want = seen.transpose(0, 1).reshape(5, -1).std(dim=1, correction=0)
+    torch.testing.assert_close(spreads["0"], want.detach(), rtol=1e-10, atol=1e-12)
+    flat = torch.cat([model[:5](b) for b in batches])  # a linear consumer: features last
+    per_feature = flat.std(dim=0, correction=0).reshape(4, 36)
+    torch.testing.assert_close(spreads["2"], per_feature.amax(1).detach(), rtol=1e-10, atol=1e-12)
