@@ -92,7 +92,7 @@ def check_selection(selection: torch.Tensor) -> None:
     if not bool(((values >= 0) & (values <= 1)).all()):
         raise ValueError("a channel selection holds values in [0, 1] (zeros and ones, or gains)")
     if values.numel() and int((values != 0).sum(dim=1).max()) > 1:
-        raise ValueError("a channel selection has at most one nonzero per row (one source per output)")
+        raise ValueError("a channel selection has at most one nonzero per row (one source each)")
 
 
 def selection_sizes(module: nn.Module) -> Mapping[str, Any]:

@@ -65,7 +65,9 @@ def test_plan_takes_the_weakest_relative_units_that_fit_the_budget(net, by):
     structure, steering = pruner.structure, pruner.steering
     budget = 0.3 * demp.count_trainable(model)
     fade = Fade(length=4)
-    spread = demp.find_dead(model, x, structure=structure).unit_spreads() if by == "output" else None
+    spread = None
+    if by == "output":
+        spread = demp.find_dead(model, x, structure=structure).unit_spreads()
     n = fade.plan(model, structure, steering.costs, steering.floors(), budget, "weight", 10, spread)
     ranked = []
     for name, group in structure.groups.items():

@@ -1,4 +1,4 @@
-"""ChannelSelect: a fixed channel selection (0/1 or gains), exact, FLOP-free, cut by its table row."""
+"""ChannelSelect: a fixed channel selection (0/1 or gains), exact, FLOP-free, cut by its row."""
 
 import pytest
 import torch
