@@ -111,10 +111,11 @@ class DemPConfig:
             scales relative to their layer out over one check interval (scale and shift to
             exactly zero), as many as close the lag (:mod:`demp.algorithm.fade`)
             (*variant*: on for DemP+).
-        fade_score: What the fade ranks units by, relative to their group: ``"scale"``
-            (the norm's ``|gamma|``) or ``"output"`` (the standard deviation of the unit's
-            output over the probe, measured by a death check when a fade is planned: what
-            it tells the next layer, a post-add unit's skip input included).
+        fade_score: What the fade ranks units by, relative to their group: ``"output"``
+            (the standard deviation of the unit's output over the probe, measured by a
+            death check when a fade is planned: what it tells the next layer, a post-add
+            unit's skip input included; measured best, RESULTS-demp.md) or ``"scale"``
+            (the norm's ``|gamma|``; what configs written before the option used).
         reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
             its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
             consumers' input columns included), normalized to mean 1 and recomputed after
@@ -173,7 +174,7 @@ class DemPConfig:
     target_max_scale: float | None = _opt(None, "DemP+: ceiling of the controller's multiplier of --reg-strength")
     target_deadline: float | None = _opt(None, "DemP+: fraction of the run after which a target not reached is given up (1: never)")
     fade: bool | None = _opt(None, "DemP+: fade the weakest units out when deaths lag with lambda at its ceiling (true/false)")
-    fade_score: FadeScore = _opt("scale", "DemP+: what the fade ranks units by, relative to their layer (scale: |gamma|; output: the unit's standard deviation over the probe)", choices=FADE_SCORES)
+    fade_score: FadeScore = _opt("output", "DemP+: what the fade ranks units by, relative to their layer (output: the unit's standard deviation over the probe; scale: |gamma|)", choices=FADE_SCORES)
     reg_weighting: RegWeighting = _opt("auto", "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)", choices=("auto", "uniform", "params", "flops"))
     min_fraction: float = _opt(0.0, "DemP+: never cut a group below this fraction of its width")
     revive: bool = _opt(True, "DemP+: revive the dead units a target keeps, with zero fan-out (true/false)")
@@ -293,6 +294,7 @@ class DemPConfig:
                 data[name] = _schedule_from_dict(data[name])
         if "ignored_layers" in data:
             data["ignored_layers"] = tuple(data["ignored_layers"])
+        data.setdefault("fade_score", "scale")  # what configs written before it faded by
         return cls(**data)
 
 
