@@ -12,9 +12,12 @@ less than half the lag to its reference (below the ceiling, raising the strength
 controller's answer; fading there too cost 1.5 points at 80 % on the long preset, where
 deaths were still coming: RESULTS-demp.md), and once at the check where the target is
 given up (the deadline: on cnn1d the strength was still below its ceiling there), the
-units whose normalization scales are the smallest relative to their layer's (root mean
-square; the ones the penalty has made the least important) are chosen, weakest first, as
-many as close the lag without passing it (the exact saving,
+units that tell the next layer the least are chosen: the smallest standard deviation of
+the unit's output over the probe relative to its layer's (root mean square; measured by
+a death check when the fade is planned; ``fade_score="output"``, the default), or the
+smallest normalization scales relative to their layer's (``"scale"``, the first form:
+2-4 points worse at 90 % on the long preset, RESULTS-demp.md). Weakest first, as many as
+close the lag without passing it (the exact saving,
 :class:`~demp.structure.costs.CostModel`), never below a group's floor. Over the next
 ``length`` steps, after every optimizer step (and its noise), their scale and
 shift are multiplied down linearly to exactly zero and then held there. A unit whose scale

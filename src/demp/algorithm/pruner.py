@@ -336,7 +336,7 @@ class DemonPruner:
         self._weights = self.steering.reg_weights(self._reg_params)
 
     # ----------------------------------------------------------------- helpers
-    def _find_dead(self, stats: str) -> DeadUnits:
+    def _find_dead(self, stats: str, spreads: bool = False) -> DeadUnits:
         return find_dead(
             self.model,
             self._probe,
@@ -346,6 +346,7 @@ class DemonPruner:
             structure=self.structure,
             sync=self.sync,
             stats=stats,  # type: ignore[arg-type]
+            spreads=spreads,
         )
 
     def _cut(self, dead: DeadUnits) -> tuple[SurgeryReport, int]:

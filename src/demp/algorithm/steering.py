@@ -123,12 +123,13 @@ class Steering:
                 out[name] = torch.nonzero(keep).reshape(-1)
         return out
 
-    def after_check(self, step: int, find: Callable[[], Decision] | None = None) -> dict[str, Any]:
+    def after_check(self, step: int, find: Callable[..., Decision] | None = None) -> dict[str, Any]:
         """Update the controller with the sparsity after this check's removal.
 
         Args:
             step: The step of the check.
-            find: A death check on the model as it is (the fade's probe needs one).
+            find: A death check on the model as it is (the fade's probe needs one; with
+                ``spreads=True`` it measures the units' spreads, for ``fade_score``).
         """
         if self.controller is None:
             return {}
@@ -153,7 +154,7 @@ class Steering:
         """At a check, before removal: end the fade; groups where it did not kill."""
         return [] if self.fade is None else self.fade.settle(dead.removal_masks())
 
-    def _start_fade(self, step: int, tolerance: float, find: Callable[[], Decision] | None) -> int:
+    def _start_fade(self, step: int, tolerance: float, find: Callable[..., Decision] | None) -> int:
         """Fade the weakest units out when deaths lag at full strength (:mod:`.fade`).
 
         Due at a check while pushing, with the scale at its ceiling and the schedule past
@@ -176,7 +177,7 @@ class Steering:
             fade.probe(self.model, self.structure, find)
         budget = self._size() - (1.0 - entry["reference"]) * self._initial()
         by_output = self.config.fade_score == "output" and find is not None
-        spread = find().unit_spreads() if by_output else None
+        spread = find(spreads=True).unit_spreads() if by_output else None
         return fade.plan(
             self.model, self.structure, self.costs, self.floors(), budget, self.metric, step,
             spread,

@@ -46,6 +46,7 @@ class GroupDeath:
         per_consumer: Consumer path -> bool mask of units dead at that consumer.
         spread: Standard deviation of each unit's values over the probe (examples and
             positions; the largest over its consumers): what it tells its consumers.
+            Measured only when asked (``find_dead(spreads=True)``), else None.
 
     """
 
@@ -135,6 +136,7 @@ def find_dead(
     sync: Callable[[torch.Tensor], None] | None = None,
     rules: LayerRules | None = None,
     stats: NormStats = "running",
+    spreads: bool = False,
 ) -> DeadUnits:
     """Find the dead units of every prunable channel group. Changes nothing.
 
@@ -162,6 +164,8 @@ def find_dead(
         stats: The BatchNorm statistics the check judges with (:mod:`demp.death.norm_stats`):
             ``"running"`` (eval mode, the paper's), ``"batch"`` (each probe batch's own,
             as in training) or ``"reestimate"`` (recomputed over the probe).
+        spreads: Also measure each unit's standard deviation over the probe
+            (:meth:`DeadUnits.unit_spreads`; DemP+'s fade ranks units by it).
 
     Returns:
         A :class:`DeadUnits`.
@@ -174,13 +178,15 @@ def find_dead(
     else:
         structure.check_matches(model)
     consumers = {s.path for g in structure.groups.values() for s in g.consumers}
-    seen, monitor = _observe(model, probe, max_examples, consumers, structure.rules, stats)
+    monitor = ActivationMonitor(model, consumers, structure.rules, moments=spreads)
+    seen = _observe(model, probe, max_examples, monitor, stats)
     stats = monitor.max_val if criterion == "nonpositive" else monitor.max_abs
-    spreads = {path: monitor.spread(path) for path in monitor.moments}
-    if sync is not None:  # the spreads with MAX too: every rank ranks the units alike
+    spread = {path: monitor.spread(path) for path in monitor.moments}
+    if sync is not None:
         stats = _synced(model, sorted(consumers), stats, sync, structure.rules)
-        spreads = _synced(model, sorted(consumers), spreads, sync, structure.rules)
-    groups = {n: _group_death(g, stats, eps, spreads) for n, g in structure.groups.items()}
+        if spreads:  # with MAX too: every rank ranks the units alike
+            spread = _synced(model, sorted(consumers), spread, sync, structure.rules)
+    groups = {n: _group_death(g, stats, eps, spread) for n, g in structure.groups.items()}
     return DeadUnits(groups, dict(structure.skipped), structure, criterion, eps, seen)
 
 
@@ -218,13 +224,11 @@ def _observe(
     model: nn.Module,
     probe: Any,
     max_examples: int | None,
-    consumers: set[str],
-    rules: LayerRules,
+    monitor: ActivationMonitor,
     stats: NormStats,
-) -> tuple[int, ActivationMonitor]:
-    """Run the probe with the chosen statistics under a monitor of ``consumers``."""
+) -> int:
+    """Run the probe with the chosen statistics under ``monitor``; return examples seen."""
     device, dtype = device_dtype(model)
-    monitor = ActivationMonitor(model, consumers, rules)
 
     def run_probe() -> int:
         return sum(
@@ -232,8 +236,7 @@ def _observe(
         )
 
     with norm_statistics(model, stats, run_probe), monitor, torch.no_grad():
-        seen = run_probe()
-    return seen, monitor
+        return run_probe()
 
 
 def _run(model: nn.Module, batch: Any) -> int:
@@ -254,7 +257,9 @@ def _group_death(
         scores.append(values)
     dead = torch.stack(list(per_consumer.values())).all(0)
     score = torch.stack(scores).amax(0)
-    spread = torch.stack([_per_unit(group, s, spreads) for s in group.consumers]).amax(0)
+    spread = None
+    if spreads:
+        spread = torch.stack([_per_unit(group, s, spreads) for s in group.consumers]).amax(0)
     return GroupDeath(group.name, group.width, dead, score, per_consumer, spread)
 
 

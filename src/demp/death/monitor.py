@@ -2,8 +2,8 @@
 
 :class:`ActivationMonitor` is a context manager: on entry it adds a forward pre-hook to
 every consumer layer, on exit it removes them. Each hook keeps, per input feature, the
-largest ``|x|`` and the largest ``x`` seen, and the count, sum and sum of squares (for the
-standard deviation, :meth:`ActivationMonitor.spread`), reduced over the batch and every
+largest ``|x|`` and the largest ``x`` seen (and, when asked, the count, sum and sum of
+squares: the standard deviation, :meth:`ActivationMonitor.spread`), reduced over the batch and every
 spatial/token dimension (a conv's features are its dim 1, a linear layer's its last dim:
 the ``feature_dim`` of the layer's row in :mod:`demp.ops.rules`).
 Statistics live here, never on the user's modules.
@@ -34,15 +34,23 @@ class ActivationMonitor:
         paths: Dotted paths of the conv/linear layers to watch (on their input side).
         rules: The layer table that says where each layer's input features are (default:
             the built-in one).
+        moments: Also keep each feature's count, sum and sum of squares
+            (:meth:`spread`).
 
     """
 
     def __init__(
-        self, model: nn.Module, paths: Iterable[str], rules: LayerRules | None = None
+        self,
+        model: nn.Module,
+        paths: Iterable[str],
+        rules: LayerRules | None = None,
+        *,
+        moments: bool = False,
     ) -> None:
         self.model = model
         self.paths = sorted(set(paths))
         self.rules = rules
+        self.keep_moments = moments
         self.max_abs: dict[str, torch.Tensor] = {}
         self.max_val: dict[str, torch.Tensor] = {}
         self.moments: dict[str, tuple[int, torch.Tensor, torch.Tensor]] = {}
@@ -83,7 +91,8 @@ class ActivationMonitor:
                 dims = [d for d in range(x.ndim) if d != dim % x.ndim]
                 top, bottom = x.amax(dims), x.amin(dims)  # no copy of the activation
                 self._update(path, torch.maximum(top, bottom.neg()), top)
-                self._accumulate(path, x, dims, x.numel() // max(1, x.shape[dim % x.ndim]))
+                if self.keep_moments:
+                    self._accumulate(path, x, dims, x.numel() // max(1, x.shape[dim % x.ndim]))
 
         return hook
 

@@ -67,7 +67,7 @@ def test_plan_takes_the_weakest_relative_units_that_fit_the_budget(net, by):
     fade = Fade(length=4)
     spread = None
     if by == "output":
-        spread = demp.find_dead(model, x, structure=structure).unit_spreads()
+        spread = demp.find_dead(model, x, structure=structure, spreads=True).unit_spreads()
     n = fade.plan(model, structure, steering.costs, steering.floors(), budget, "weight", 10, spread)
     ranked = []
     for name, group in structure.groups.items():
@@ -261,7 +261,7 @@ def test_post_add_units_fade_with_their_shortcut_and_are_cut_exactly():
 def test_a_fade_is_due_when_deaths_lag_with_the_strength_at_its_ceiling(monkeypatch):
     _, _, pruner, x = _setup(target_max_scale=1.0)  # the scale starts at its ceiling
     steering = pruner.steering
-    find = lambda: demp.find_dead(pruner.model, x, structure=pruner.structure)  # noqa: E731
+    find = lambda **kw: demp.find_dead(pruner.model, x, structure=pruner.structure, **kw)  # noqa: E731
 
     def check(step, sparsity):
         monkeypatch.setattr(steering, "sparsity", lambda: sparsity)
@@ -279,7 +279,7 @@ def test_a_fade_is_due_when_deaths_lag_with_the_strength_at_its_ceiling(monkeypa
 def test_the_output_score_plans_with_a_fresh_death_checks_spreads(monkeypatch, by):
     _, _, pruner, x = _setup(target_max_scale=1.0, fade_score=by)
     steering, seen = pruner.steering, []
-    find = lambda: demp.find_dead(pruner.model, x, structure=pruner.structure)  # noqa: E731
+    find = lambda **kw: demp.find_dead(pruner.model, x, structure=pruner.structure, **kw)  # noqa: E731
     plan = steering.fade.plan
     monkeypatch.setattr(steering.fade, "plan", lambda *a: seen.append(a[-1]) or plan(*a))
     monkeypatch.setattr(steering, "sparsity", lambda: 0.01)
@@ -287,7 +287,7 @@ def test_the_output_score_plans_with_a_fresh_death_checks_spreads(monkeypatch, b
     if by == "scale":
         assert seen == [None]
     else:
-        want = find().unit_spreads()
+        want = find(spreads=True).unit_spreads()
         assert len(seen) == 1 and set(seen[0]) == set(want)
         assert all(torch.equal(seen[0][n], want[n]) for n in want)
 
@@ -300,7 +300,7 @@ def test_an_unknown_fade_score_is_refused():
 def test_a_target_given_up_below_the_ceiling_gets_one_fade_for_its_whole_lag(monkeypatch):
     _, _, pruner, x = _setup(target_max_scale=1e6)  # a ceiling never reached
     steering = pruner.steering
-    find = lambda: demp.find_dead(pruner.model, x, structure=pruner.structure)  # noqa: E731
+    find = lambda **kw: demp.find_dead(pruner.model, x, structure=pruner.structure, **kw)  # noqa: E731
 
     def check(step, sparsity):
         monkeypatch.setattr(steering, "sparsity", lambda: sparsity)

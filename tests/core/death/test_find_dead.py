@@ -143,7 +143,8 @@ def test_spreads_are_each_units_standard_deviation_over_the_probe():
         nn.Flatten(), nn.Linear(4 * 6 * 6, 3),
     ).double()  # fmt: skip
     batches = [torch.randn(n, 3, 6, 6, dtype=torch.float64) for n in (7, 5)]
-    dead = demp.find_dead(model, batches, max_examples=None)
+    assert demp.find_dead(model, batches).unit_spreads() == {}  # measured only when asked
+    dead = demp.find_dead(model, batches, max_examples=None, spreads=True)
     spreads = dead.unit_spreads()
     seen = torch.cat([model[:2](b) for b in batches])  # the first group's units, as consumed
     want = seen.transpose(0, 1).reshape(5, -1).std(dim=1, correction=0)
