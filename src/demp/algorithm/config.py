@@ -115,7 +115,8 @@ class DemPConfig:
             (the standard deviation of the unit's output over the probe, measured by a
             death check when a fade is planned: what it tells the next layer, a post-add
             unit's skip input included; measured best, RESULTS-demp.md) or ``"scale"``
-            (the norm's ``|gamma|``; what configs written before the option used).
+            (the norm's ``|gamma|``; what DemP+ used before the option existed: a config
+            written then, resumed now, ranks by output unless it is set).
         reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
             its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
             consumers' input columns included), normalized to mean 1 and recomputed after
@@ -294,7 +295,6 @@ class DemPConfig:
                 data[name] = _schedule_from_dict(data[name])
         if "ignored_layers" in data:
             data["ignored_layers"] = tuple(data["ignored_layers"])
-        data.setdefault("fade_score", "scale")  # what configs written before it faded by
         return cls(**data)
 
 

@@ -183,9 +183,8 @@ def test_fade_is_on_for_dplus_and_off_for_the_paper_variant():
     old = demp.DemPConfig(target_sparsity=0.8).to_dict()
     del old["fade"]  # configs written before the option still load
     assert demp.DemPConfig.from_dict(old).fade is True
-    assert demp.DemPConfig().fade_score == "output"  # ranks by output spread...
-    del old["fade_score"]  # ...but a config written before the option by the scales
-    assert demp.DemPConfig.from_dict(old).fade_score == "scale"
+    del old["fade_score"]  # a partial dict (a preset's, a TOML's) gets the default
+    assert demp.DemPConfig.from_dict(old).fade_score == "output"
 
 
 class Squashed(nn.Module):
