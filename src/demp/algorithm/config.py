@@ -32,7 +32,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # DemP+: the best measured on the long preset (benchmarks/RESULTS-demp.md)
     "plus": {
         "reg_strength": 5e-2,
-        "target_max_scale": 6.0,
+        "target_max_scale": 3.0,
         "death_stats": "batch",
         "shift_push": 1.0,
         "target_deadline": 0.6,
