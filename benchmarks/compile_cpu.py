@@ -79,14 +79,17 @@ def _sync(x: torch.Tensor) -> None:
         torch.cuda.synchronize()
 
 
-def measure(run: Path, steps: int, device: str = "cpu", mode: str | None = None) -> dict:
-    """Eager and compiled step times of one run's model."""
+def measure(
+    run: Path, steps: int, device: str = "cpu", mode: str | None = None, options: dict | None = None
+) -> dict:
+    """Eager and compiled step times of one run's model (``options``: Inductor's)."""
     model, x, y = load_model(run, device)
     model.train()
     params = demp.count_trainable(model)
     _, eager = time_steps(model, model, x, y, steps)
     torch._dynamo.reset()
-    compiled = CompiledModel(model, **({"mode": mode} if mode else {}))
+    kwargs = {"mode": mode} if mode else {}
+    compiled = CompiledModel(model, **kwargs, **({"options": options} if options else {}))
     compile_s, fast = time_steps(compiled, model, x, y, steps)
     return {"run": str(run), "params": params, "eager_s": eager, "compiled_s": fast,
             "first_compiled_step_s": compile_s, "speedup": eager / fast}  # fmt: skip
@@ -121,11 +124,19 @@ def main() -> None:
     parser.add_argument(
         "--mode", default=None, help="torch.compile mode (reduce-overhead: CUDA graphs)"
     )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="an Inductor option, e.g. layout_optimization=false (repeatable)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)} or None
     rows = []
     for run in args.runs:
-        rows.append(measure(run, args.steps, args.device, args.mode))
+        rows.append(measure(run, args.steps, args.device, args.mode, options))
         print(json.dumps(rows[-1]), flush=True)
     where = platform.processor() or platform.machine()
     if args.device.startswith("cuda"):

@@ -17,13 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ...errors import DempError
 from ..harness.config import TrainConfig
-from ..harness.runner import check_compile, run_training
-from ..harness.steps import resolve_device
-from ..harness.threads import usable_cores
+from ..harness.runner import run_training
 from .parallel import run_side_by_side
 from .presets import get_preset
 from .results import write_results
@@ -67,7 +63,6 @@ def run_bench(
     if compile:
         runs = [(name, {**opts, "compile": True}) for name, opts in runs]
     configs = [(name, TrainConfig.from_dict(opts)) for name, opts in runs]  # validate all first
-    _check_compiles([c for _, c in configs], jobs, threads)
     runs_dir = out / RUNS_SUBDIR
     runs_dir.mkdir(parents=True, exist_ok=True)
     _adopt_old_layout(out, [name for name, _ in runs])
@@ -89,13 +84,6 @@ def run_bench(
     if failed:
         raise DempError(f"{len(failed)} runs failed (see above): {', '.join(failed)}")
     return table
-
-
-def _check_compiles(configs: list[TrainConfig], jobs: int, threads: int | None) -> None:
-    """``--compile`` where it was measured to crash is refused before any run starts."""
-    per_run = threads or (max(1, usable_cores() // jobs) if jobs > 1 else torch.get_num_threads())
-    for config in configs:
-        check_compile(config, resolve_device(config.device), per_run)
 
 
 def _one_after_another(

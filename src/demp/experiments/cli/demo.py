@@ -15,8 +15,7 @@ from pathlib import Path
 from ...algorithm.config import DemPConfig
 from ..data import DataMissing, load_dataset
 from ..harness.config import TrainConfig
-from ..harness.runner import check_compile, run_training
-from ..harness.steps import resolve_device
+from ..harness.runner import run_training
 from ..reports.compare import write_report
 
 
@@ -60,8 +59,6 @@ def run_demo(
 ) -> int:
     """Train (or reuse) both runs, then print and write the comparison report."""
     configs, note = demo_configs(steps, data_dir, target, compile)
-    for config in configs.values():  # before any run: --compile where it crashed
-        check_compile(config, resolve_device(config.device))
     print(f"demp demo: {note}; {steps} steps per run -> {out}")
     for name, config in configs.items():
         run_dir = out / name

@@ -65,7 +65,6 @@ def build_run(config: TrainConfig, out: Path, progress: bool) -> RunState:
     ranks.check_batch(config.batch_size)
     if config.compile and ranks.distributed:
         raise DempError("--compile is not supported under torchrun yet; drop one of them")
-    check_compile(config, device)
     device = ranks.device(device)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_dir, config.train_size, config.test_size,
@@ -360,24 +359,6 @@ def run_training(
         return summary
     finally:
         s.ranks.close()
-
-
-def check_compile(config: TrainConfig, device: torch.device, threads: int | None = None) -> None:
-    """Refuse ``--compile`` where it was measured to crash: the CPU, threads, cuts.
-
-    On the project's CPU (torch 2.13, Inductor) a compiled DemP-pruned ResNet-18 died with a
-    segmentation fault or a corrupted heap at its first step with 2 threads, and ran with
-    1 (benchmarks/speed_cpu.md); a dense model compiled fine with 2. ``threads``: the
-    run's torch threads (None: this process's).
-    """
-    threads = torch.get_num_threads() if threads is None else threads
-    cuts = config.method != "dense"
-    if config.compile and device.type == "cpu" and cuts and threads > 1:
-        raise DempError(
-            f"--compile with --method {config.method} on the CPU needs --threads 1: with "
-            f"{threads} threads Inductor's code crashed the process on pruned models here "
-            "(benchmarks/speed_cpu.md); drop --compile or give --threads 1"
-        )
 
 
 def _resume_or_start(s: RunState, resuming: bool) -> None:
