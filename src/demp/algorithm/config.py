@@ -107,9 +107,10 @@ class DemPConfig:
             up there (the strength released, the run ends short and says so); 1.0: never
             (*variant*).
         fade: DemP+: when deaths lag the controller's reference with the strength at its
-            ceiling, and once when the target is given up, fade the units with the smallest
-            scales relative to their layer out over one check interval (scale and shift to
-            exactly zero), as many as close the lag (:mod:`demp.algorithm.fade`)
+            ceiling, and once when the target is given up, fade the weakest units (by
+            ``fade_score``, relative to their layer) out over one check interval (scale and
+            shift, and a post-add unit's shortcut row, to exactly zero), as many as close
+            the lag (:mod:`demp.algorithm.fade`)
             (*variant*: on for DemP+).
         fade_score: What the fade ranks units by, relative to their group: ``"output"``
             (the standard deviation of the unit's output over the probe, measured by a
