@@ -76,4 +76,4 @@ def test_compile_with_cuts_on_several_cpu_threads_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "CompiledModel", Compiled)
     args = [*BASE[:-1], "2"]  # --threads 2
     assert main([*args, "--compile", "--out", str(tmp_path / "x")]) == 0
-    assert seen and all(k == {"options": {"cpp.weight_prepack": False}} for k in seen)
+    assert seen and all(k == {"options": {"layout_optimization": False}} for k in seen)

@@ -10,17 +10,12 @@ every structure gets a compiled graph. The reset is process-wide: other compiled
 functions recompile on their next call.
 
 On the CPU, with Inductor and no ``mode``, the model is compiled with Inductor's
-``cpp.weight_prepack`` off (:data:`CPU_OPTIONS`; options given by the caller win): with it
-on, DemP-pruned ResNet-18s crashed the process in their compiled backward with 2 threads
-(torch 2.13.0, a segmentation fault or a corrupted heap, every time); with it off the same
-models train, and the compiled step was 1.13-1.54x faster than the eager one on the demo's
-models (benchmarks/speed_cpu.md, "The crash").
-
-Example::
-
-    model = CompiledModel(net)                         # use model(x) in the loop
-    pruner = demp.DemonPruner(net, opt, probe, total_steps,
-                              on_structure_change=[model.recompile])
+``layout_optimization`` off (:data:`CPU_OPTIONS`; options given by the caller win): with
+it on, Inductor turns the convolutions channels-last, and a model with
+:class:`~demp.ops.select.ChannelSelect` shortcuts (``decouple_residuals``, what DemP trains)
+crashed the process in its compiled backward with 2 threads (torch 2.13.0, a segmentation
+fault or a corrupted heap, every time; the same model with plain identity shortcuts
+trained). With it off the same models train (benchmarks/speed_cpu.md, "The crash").
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-CPU_OPTIONS: dict[str, Any] = {"cpp.weight_prepack": False}
+CPU_OPTIONS: dict[str, Any] = {"layout_optimization": False}
 """Inductor options for a model on the CPU (see the module docs)."""
 
 

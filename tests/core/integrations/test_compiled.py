@@ -68,27 +68,27 @@ def test_without_the_callback_dynamo_gives_up_after_its_limit():
     assert worst < 1e-6
 
 
-def test_on_the_cpu_inductor_compiles_without_weight_prepacking(monkeypatch):
+def test_on_the_cpu_inductor_keeps_the_layout(monkeypatch):
     """The workaround for the crash on pruned models (benchmarks/speed_cpu.md)."""
     calls = []
     monkeypatch.setattr(torch, "compile", lambda module, **kw: calls.append(kw) or module)
     net = nn.Linear(3, 2)
     CompiledModel(net)
     CompiledModel(net, options={"max_autotune": True})
-    CompiledModel(net, options={"cpp.weight_prepack": True})  # the caller's choice wins
+    CompiledModel(net, options={"layout_optimization": True})  # the caller's choice wins
     CompiledModel(net, mode="max-autotune-no-cudagraphs")  # mode or options, not both
     CompiledModel(net, backend="eager")  # not Inductor
     CompiledModel(nn.Linear(3, 2, device="meta"))  # not on the CPU (as on a GPU)
     model = CompiledModel(net)
     model.recompile()
     assert calls == [
-        {"options": {"cpp.weight_prepack": False}},
-        {"options": {"cpp.weight_prepack": False, "max_autotune": True}},
-        {"options": {"cpp.weight_prepack": True}},
+        {"options": {"layout_optimization": False}},
+        {"options": {"layout_optimization": False, "max_autotune": True}},
+        {"options": {"layout_optimization": True}},
         {"mode": "max-autotune-no-cudagraphs"},
         {"backend": "eager"},
         {},
-        {"options": {"cpp.weight_prepack": False}},
-        {"options": {"cpp.weight_prepack": False}},
+        {"options": {"layout_optimization": False}},
+        {"options": {"layout_optimization": False}},
     ]
     assert model.recompiles == 1
