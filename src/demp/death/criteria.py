@@ -164,8 +164,7 @@ def find_dead(
         stats: The BatchNorm statistics the check judges with (:mod:`demp.death.norm_stats`):
             ``"running"`` (eval mode, the paper's), ``"batch"`` (each probe batch's own,
             as in training) or ``"reestimate"`` (recomputed over the probe).
-        spreads: Also measure each unit's standard deviation over the probe
-            (:meth:`DeadUnits.unit_spreads`; DemP+'s fade ranks units by it).
+        spreads: Also measure each unit's standard deviation (``unit_spreads()``).
 
     Returns:
         A :class:`DeadUnits`.
@@ -180,13 +179,8 @@ def find_dead(
     consumers = {s.path for g in structure.groups.values() for s in g.consumers}
     monitor = ActivationMonitor(model, consumers, structure.rules, moments=spreads)
     seen = _observe(model, probe, max_examples, monitor, stats)
-    stats = monitor.max_val if criterion == "nonpositive" else monitor.max_abs
-    spread = {path: monitor.spread(path) for path in monitor.moments}
-    if sync is not None:
-        stats = _synced(model, sorted(consumers), stats, sync, structure.rules)
-        if spreads:  # with MAX too: every rank ranks the units alike
-            spread = _synced(model, sorted(consumers), spread, sync, structure.rules)
-    groups = {n: _group_death(g, stats, eps, spread) for n, g in structure.groups.items()}
+    values, spread = _statistics(model, monitor, criterion, sorted(consumers), sync, structure)
+    groups = {n: _group_death(g, values, eps, spread) for n, g in structure.groups.items()}
     return DeadUnits(groups, dict(structure.skipped), structure, criterion, eps, seen)
 
 
@@ -198,6 +192,24 @@ def threshold(criterion: str, eps: float | None) -> float:
     if eps < 0:
         raise DempError(f"eps must be >= 0, got {eps}")
     return eps
+
+
+def _statistics(
+    model: nn.Module,
+    monitor: ActivationMonitor,
+    criterion: str,
+    consumers: list[str],
+    sync: Callable[[torch.Tensor], None] | None,
+    structure: Structure,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The criterion's statistic and the spreads (if measured) per consumer, synced."""
+    stats = monitor.max_val if criterion == "nonpositive" else monitor.max_abs
+    spread = {path: monitor.spread(path) for path in monitor.moments}
+    if sync is not None:
+        stats = _synced(model, consumers, stats, sync, structure.rules)
+        if monitor.keep_moments:  # with MAX too: every rank ranks the units alike
+            spread = _synced(model, consumers, spread, sync, structure.rules)
+    return stats, spread
 
 
 def _synced(
