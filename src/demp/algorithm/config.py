@@ -97,8 +97,9 @@ class DemPConfig:
         target_release: Once the target is reached, the strength (and the noise) decay to
             zero along a half cosine over this fraction of the run.
         target_max_scale: Ceiling of the controller's multiplier of ``reg_strength``
-            (*variant*: 64 for the paper's algorithm, 6 for DemP+: a strength of 0.3 on the
-            long preset, above which the model was measured to collapse). At
+            (*variant*: 64 for the paper's algorithm, 3 for DemP+: a strength of 0.15 on the
+            long preset; above 0.3 the model was measured to collapse, and with the fade
+            taking over at the ceiling 3 beat 6 at 90 and 95 %, RESULTS-demp.md). At
             the ceiling, three check intervals without progress give the target up: the strength
             is released and the run ends short of the target, with a note (a strength far
             above the loss gradients shrinks every unit, useful ones included:
