@@ -12,7 +12,11 @@ compiled step (the compile, forward and backward) is timed apart; two warm-up st
 follow for both. Ratios are eager / compiled step time, taken in the same run.
 
     .venv/bin/python benchmarks/compile_cpu.py RUN_DIR [RUN_DIR...] [--steps 30] \\
-        [--threads 2] [--md FILE] [--device cuda] [--mode reduce-overhead]
+        [--threads 2] [--md FILE] [--device cuda] [--mode reduce-overhead] \\
+        [--option KEY=JSON ...]
+
+``--option`` passes Inductor options to the compile (e.g. ``layout_optimization=false``;
+demp's ``CompiledModel`` adds that one by itself on the CPU unless options are given).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ units that tell the next layer the least are chosen: the smallest standard devia
 the unit's output over the probe relative to its layer's (root mean square; measured by
 a death check when the fade is planned; ``fade_score="output"``, the default), or the
 smallest normalization scales relative to their layer's (``"scale"``, the first form:
-2-4 points worse at 90 % on the long preset, RESULTS-demp.md). Weakest first, as many as
+1.9 points worse at 90 % on the long preset over 3 seeds, RESULTS.md). Weakest first, as many as
 close the lag without passing it (the exact saving,
 :class:`~demp.structure.costs.CostModel`), never below a group's floor. Over the next
 ``length`` steps, after every optimizer step (and its noise), their scale and

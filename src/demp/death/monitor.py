@@ -3,8 +3,8 @@
 :class:`ActivationMonitor` is a context manager: on entry it adds a forward pre-hook to
 every consumer layer, on exit it removes them. Each hook keeps, per input feature, the
 largest ``|x|`` and the largest ``x`` seen (and, when asked, the count, sum and sum of
-squares: the standard deviation, :meth:`ActivationMonitor.spread`), reduced over the batch and every
-spatial/token dimension (a conv's features are its dim 1, a linear layer's its last dim:
+squares: the standard deviation, :meth:`ActivationMonitor.spread`), reduced over the batch
+and every spatial/token dimension (a conv's features are its dim 1, a linear layer's its last dim:
 the ``feature_dim`` of the layer's row in :mod:`demp.ops.rules`).
 Statistics live here, never on the user's modules.
 """

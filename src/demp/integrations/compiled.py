@@ -16,6 +16,12 @@ it on, Inductor turns the convolutions channels-last, and a model with
 crashed the process in its compiled backward with 2 threads (torch 2.13.0, a segmentation
 fault or a corrupted heap, every time; the same model with plain identity shortcuts
 trained). With it off the same models train (benchmarks/speed_cpu.md, "The crash").
+
+Example::
+
+    model = CompiledModel(net)                         # use model(x) in the loop
+    pruner = demp.DemonPruner(net, opt, probe, total_steps,
+                              on_structure_change=[model.recompile])
 """
 
 from __future__ import annotations

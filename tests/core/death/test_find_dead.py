@@ -152,3 +152,23 @@ def test_spreads_are_each_units_standard_deviation_over_the_probe():
     flat = torch.cat([model[:5](b) for b in batches])  # a linear consumer: features last
     per_feature = flat.std(dim=0, correction=0).reshape(4, 36)
     torch.testing.assert_close(spreads["2"], per_feature.amax(1).detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_spreads_go_through_sync_like_the_death_statistics():
+    """Under DDP every rank must rank units alike: the spreads are synced too, only if asked."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    x = torch.randn(16, 4, dtype=torch.float64)
+    calls = []
+
+    def sync(tensor):  # another rank saw twice as much spread: MAX gives its values
+        calls.append(tensor.clone())
+        tensor.mul_(2)
+
+    plain = demp.find_dead(model, x, sync=sync)
+    assert len(calls) == 1 and plain.unit_spreads() == {}  # the death statistic only
+    calls.clear()
+    alone = demp.find_dead(model, x, spreads=True).unit_spreads()
+    synced = demp.find_dead(model, x, sync=sync, spreads=True).unit_spreads()
+    assert len(calls) == 2  # the statistic and the spreads
+    torch.testing.assert_close(synced["0"], 2 * alone["0"], rtol=1e-12, atol=0)
