@@ -1,0 +1,95 @@
+"""benchmarks/retrain_arch.py and step_floor.py: a pruned shape retrained afresh; the floor fit."""
+
+import json
+
+import pytest
+import torch
+from bench_scripts import load_benchmark
+from safetensors.torch import load_file
+
+from demp.experiments.cli.main import main
+from demp.experiments.data import load_dataset
+from demp.experiments.harness import runner
+from demp.experiments.harness.config import TrainConfig
+from demp.experiments.models import build_model
+
+RUN = ["train", "--dataset", "synthetic", "--train-size", "256", "--test-size", "64",
+       "--batch-size", "32", "--no-progress", "--model", "mlp", "--steps", "40",
+       "--method", "demp", "--target-sparsity", "0.5", "--prune-every", "5",
+       "--reg-target", "all", "--threads", "1"]  # fmt: skip
+
+
+def test_retrain_keeps_the_pruned_shape_and_starts_from_fresh_weights(tmp_path, monkeypatch):
+    script = load_benchmark("retrain_arch", monkeypatch)
+    source = tmp_path / "demp"
+    assert main([*RUN, "--out", str(source)]) == 0
+    pruned = json.loads((source / "summary.json").read_text())
+    assert pruned["params"] < pruned["params_initial"]  # the run did cut units
+
+    shaped = runner.per_block_residuals
+    summary = script.retrain(source, tmp_path / "retrained", seed=3)
+    assert runner.per_block_residuals is shaped  # the harness is left as it was
+
+    assert summary["method"] == "dense" and summary["seed"] == 3
+    assert summary["params"] == pruned["params"]  # the same architecture...
+    assert summary["params_initial"] == pruned["params"]  # ...from its first step
+    before = load_file(str(source / "checkpoint" / "model.safetensors"))
+    after = load_file(str(tmp_path / "retrained" / "checkpoint" / "model.safetensors"))
+    assert {k: v.shape for k, v in before.items()} == {k: v.shape for k, v in after.items()}
+
+
+def test_the_fresh_shape_has_the_runs_widths_and_seeded_new_weights(tmp_path, monkeypatch):
+    script = load_benchmark("retrain_arch", monkeypatch)
+    source = tmp_path / "demp"
+    assert main([*RUN, "--out", str(source)]) == 0
+    config = TrainConfig.from_dict(json.loads((source / "config.json").read_text()))
+    data = load_dataset(config.dataset, config.data_dir, train_size=16, test_size=16)
+
+    def built(seed):
+        model = build_model(config.model, data.num_classes, data.input_shape, config.width,
+                            config.activation)  # fmt: skip
+        runner.per_block_residuals(model, data.train_x[:2], config.residual_mode())
+        script.fresh_shape(model, source, seed)
+        return model.state_dict()
+
+    saved = load_file(str(source / "checkpoint" / "model.safetensors"))
+    fresh, again, other = built(5), built(5), built(6)
+    assert {k: v.shape for k, v in fresh.items() if k in saved} == {
+        k: v.shape for k, v in saved.items()
+    }
+    weights = [k for k, v in saved.items() if k.endswith("weight") and v.dim() == 2]
+    assert weights
+    for k in weights:
+        assert not torch.equal(fresh[k], saved[k])  # not the trained weights
+        assert torch.equal(fresh[k], again[k])  # the seed decides them
+        assert not torch.equal(fresh[k], other[k])
+
+
+def test_retrain_refuses_a_run_without_a_checkpoint(tmp_path, monkeypatch):
+    script = load_benchmark("retrain_arch", monkeypatch)
+    source = tmp_path / "demp"
+    assert main([*RUN, "--out", str(source)]) == 0
+    for path in (source / "checkpoint").iterdir():
+        path.unlink()
+    shaped = runner.per_block_residuals
+    with pytest.raises(Exception, match="checkpoint"):
+        script.retrain(source, tmp_path / "retrained", seed=0)
+    assert runner.per_block_residuals is shaped
+
+
+def test_the_floor_fit_recovers_an_exact_line(monkeypatch):
+    script = load_benchmark("step_floor", monkeypatch)
+    flops = [1.0e9, 2.5e9, 4.0e9, 9.0e9]
+    a, b = script.fit(flops, [0.05 + 2e-11 * f for f in flops])
+    assert a == pytest.approx(0.05, rel=1e-9) and b == pytest.approx(2e-11, rel=1e-9)
+    # noise that sums to zero around the line leaves the least-squares line where it was
+    a, b = script.fit(flops + flops, [0.05 + 2e-11 * f + e for f in flops for e in (0.01,)]
+                      + [0.05 + 2e-11 * f - 0.01 for f in flops])  # fmt: skip
+    assert a == pytest.approx(0.05, rel=1e-9) and b == pytest.approx(2e-11, rel=1e-9)
+
+
+def test_the_floor_optimizers_are_the_implementations_named(monkeypatch):
+    script = load_benchmark("step_floor", monkeypatch)
+    model = torch.nn.Linear(3, 2)
+    assert script.adamw(model, "loop").defaults["foreach"] is False
+    assert script.adamw(model, "foreach").defaults["foreach"] is True
