@@ -93,3 +93,24 @@ def test_the_floor_optimizers_are_the_implementations_named(monkeypatch):
     model = torch.nn.Linear(3, 2)
     assert script.adamw(model, "loop").defaults["foreach"] is False
     assert script.adamw(model, "foreach").defaults["foreach"] is True
+
+
+def test_odd_widths_rounds_up_within_the_dense_width(monkeypatch):
+    script = load_benchmark("odd_widths", monkeypatch)
+    widths, dense = {"a": 29, "b": 125, "c": 8, "d": 3}, {"a": 32, "b": 128, "c": 16, "d": 4}
+    assert script.rounded(widths, dense, 8) == {"a": 32, "b": 128, "c": 8, "d": 4}
+    assert script.rounded(widths, dense, 16) == {"a": 32, "b": 128, "c": 16, "d": 4}
+
+
+def test_odd_widths_builds_the_last_checks_widths(tmp_path, monkeypatch):
+    script = load_benchmark("odd_widths", monkeypatch)
+    source = tmp_path / "demp"
+    assert main([*RUN, "--out", str(source)]) == 0
+    widths = script.last_widths(source)
+    config = TrainConfig.from_dict(json.loads((source / "config.json").read_text()))
+    model = script.shaped(config, widths)
+    saved = load_file(str(source / "checkpoint" / "model.safetensors"))
+    shapes = {k: v.shape for k, v in model.state_dict().items() if k in saved}
+    assert shapes == {k: v.shape for k, v in saved.items()}  # the run's final shape
+    dense = script.shaped(config, None)
+    assert sum(p.numel() for p in dense.parameters()) > sum(p.numel() for p in model.parameters())
