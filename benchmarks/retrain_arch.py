@@ -44,8 +44,25 @@ def fresh_shape(model: nn.Module, run: Path, seed: int) -> None:
             module.reset_parameters()
 
 
-def retrain(run: Path, out: Path, seed: int) -> dict[str, Any]:
-    """Train ``run``'s final architecture from a fresh initialization; return the summary."""
+def original_shape(model: nn.Module, run: Path, example: torch.Tensor) -> None:
+    """Cut ``model`` (built as the run built it, with its seed) as the run cut it.
+
+    The removals of the run's checkpoint are replayed in order, so every kept unit keeps
+    the weights it had at the run's initialization.
+    """
+    structure = demp.build_structure(model, example)
+    for event in demp.removal_history(run / "checkpoint"):
+        cuts = {name: list(units) for name, units in event.items() if units}
+        if cuts:
+            demp.remove_units(model, cuts, structure=structure)
+
+
+def retrain(run: Path, out: Path, seed: int, init: str = "fresh") -> dict[str, Any]:
+    """Train ``run``'s final architecture from scratch; return the summary.
+
+    ``init="fresh"``: new weights (seeded by ``seed``); ``"original"``: the weights the
+    run's kept units had at its initialization (``seed`` must be the run's own).
+    """
     source = json.loads((run / "config.json").read_text())
     mode = TrainConfig.from_dict(dict(source)).residual_mode()
     config = {**source, "method": "dense", "residual": mode, "seed": seed}
@@ -54,7 +71,10 @@ def retrain(run: Path, out: Path, seed: int) -> dict[str, Any]:
 
     def shape_and_reset(model: nn.Module, example: torch.Tensor, residual: str) -> str:
         note = shaped(model, example, residual)
-        fresh_shape(model, run, seed)
+        if init == "original":
+            original_shape(model, run, example)
+        else:
+            fresh_shape(model, run, seed)
         return note
 
     runner.per_block_residuals = shape_and_reset  # the harness builds, then calls this
@@ -71,12 +91,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=None, help="default: each run's own seed")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--init", choices=("fresh", "original"), default="fresh",
+                        help="fresh weights, or the run's own first weights")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for run in args.runs:
         own = json.loads((run / "summary.json").read_text())
         seed = own["seed"] if args.seed is None else args.seed
-        summary = retrain(run, args.out / run.name, seed)
+        summary = retrain(run, args.out / run.name, seed, args.init)
         print(f"{run.name}: own {own['test_acc']:.4f}, retrained {summary['test_acc']:.4f}, "
               f"{summary['params']} weights")  # fmt: skip
 

@@ -114,3 +114,39 @@ def test_odd_widths_builds_the_last_checks_widths(tmp_path, monkeypatch):
     assert shapes == {k: v.shape for k, v in saved.items()}  # the run's final shape
     dense = script.shaped(config, None)
     assert sum(p.numel() for p in dense.parameters()) > sum(p.numel() for p in model.parameters())
+
+
+def test_the_original_shape_keeps_each_kept_units_first_weights(tmp_path, monkeypatch):
+    script = load_benchmark("retrain_arch", monkeypatch)
+    source = tmp_path / "demp"
+    assert main([*RUN, "--out", str(source)]) == 0
+    config = TrainConfig.from_dict(json.loads((source / "config.json").read_text()))
+    torch.manual_seed(config.seed)  # as the harness built the run's model
+    data = load_dataset(config.dataset, config.data_dir, config.train_size, config.test_size,
+                        config.data_seed)  # fmt: skip
+    model = build_model(config.model, data.num_classes, data.input_shape, config.width,
+                        config.activation)  # fmt: skip
+    runner.per_block_residuals(model, data.train_x[:2], config.residual_mode())
+    first = {k: v.clone() for k, v in model.state_dict().items()}
+    script.original_shape(model, source, data.train_x[:2])
+
+    saved = load_file(str(source / "checkpoint" / "model.safetensors"))
+    now = model.state_dict()
+    assert {k: now[k].shape for k in saved} == {k: v.shape for k, v in saved.items()}
+    matrices = [k for k, v in first.items() if k.endswith("weight") and v.dim() == 2]
+    shrunk = [k for k in matrices if now[k].shape[0] < first[k].shape[0]]
+    assert shrunk  # the run cut units
+    for name in shrunk:
+        # each kept row is one of the first rows (minus any cut inputs), in the first order
+        rows = [next(i for i, r in enumerate(first[name]) if _within(row.tolist(), r.tolist()))
+                for row in now[name]]  # fmt: skip
+        assert rows == sorted(set(rows))
+
+
+def _within(short: list[float], long: list[float]) -> bool:
+    """Whether ``short`` is ``long`` with some entries left out (order kept)."""
+    found = 0
+    for value in long:
+        if found < len(short) and value == short[found]:
+            found += 1
+    return found == len(short)
