@@ -8,12 +8,17 @@ number of steps, no pruning (``method="dense"``). A pruned architecture that sco
 well from scratch as its run did owes its accuracy to its shape; comparing two methods'
 architectures this way separates the shape each chose from the path that led there.
 
+With ``--init original`` the kept units start instead from the weights they had at the
+run's own initialization (the run's removals, from its checkpoint, replayed on the model
+built with its seed): the pairing of units and initial weights that a method pruning at
+initialization (SNAP) keeps by construction.
+
     .venv/bin/python benchmarks/retrain_arch.py RUN_DIR [RUN_DIR...] --out runs/retrain \\
-        [--seed 0] [--threads 1]
+        [--seed 0] [--threads 1] [--init fresh|original]
 
 Each result goes to ``OUT/<run name>/`` (a normal run folder: summary.json, metrics) and
 one line per run is printed: the run, its own test accuracy, the retrained test accuracy,
-the weights. Used for RESULTS-demp.md, "95 %: the shape, not the path".
+the weights. Used for RESULTS-demp.md, "95 %: what the gap is made of".
 """
 
 from __future__ import annotations
