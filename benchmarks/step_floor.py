@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--impl", nargs="+", default=["loop"], choices=("loop", "foreach", "fused"),
                         help="AdamW implementations (loop: torch's CPU default)")  # fmt: skip
     args = parser.parse_args()
+    if len(set(args.widths)) < 2:
+        parser.error("--widths needs at least two different widths to fit a line")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shape = (1, 28, 28)

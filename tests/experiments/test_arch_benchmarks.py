@@ -7,6 +7,7 @@ import torch
 from bench_scripts import load_benchmark
 from safetensors.torch import load_file
 
+from demp.errors import CheckpointError
 from demp.experiments.cli.main import main
 from demp.experiments.data import load_dataset
 from demp.experiments.harness import runner
@@ -72,7 +73,7 @@ def test_retrain_refuses_a_run_without_a_checkpoint(tmp_path, monkeypatch):
     for path in (source / "checkpoint").iterdir():
         path.unlink()
     shaped = runner.per_block_residuals
-    with pytest.raises(Exception, match="checkpoint"):
+    with pytest.raises(CheckpointError, match="checkpoint"):
         script.retrain(source, tmp_path / "retrained", seed=0)
     assert runner.per_block_residuals is shaped
 
