@@ -1,6 +1,7 @@
 """Every method aims at the same target vocabulary: ``--target-metric weight|flops``."""
 
 import json
+import math
 
 import pytest
 
@@ -54,3 +55,25 @@ def test_the_demo_aims_demp_at_a_stated_target():
     assert configs["dense"].method == "dense"
     args = build_parser().parse_args(["demo"])
     assert args.target_sparsity == 0.8
+
+
+def test_the_learning_rate_schedule_starts_again_at_a_demp_restart(tmp_path):
+    s = _summary(tmp_path, "--method", "demp", "--target-sparsity", "0.6", "--reg-strength",
+                 "0.05", "--variant", "paper", "--restart", "true", "--log-every", "1")  # fmt: skip
+    assert 0.57 <= s["weight_sparsity"] <= 0.6
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    restarts = [e["step"] for e in lines if e["kind"] == "check" and e.get("restarted")]
+    assert len(restarts) == 1
+    at = restarts[0]
+    lr = {e["step"]: e["lr"] for e in lines if e["kind"] == "step"}  # lr of step - 1
+    total = 40
+
+    # cosine from 0.05 to 0 over the run, then again over the steps left after the restart
+    def cosine(step, span):
+        return 0.05 * (1 + math.cos(math.pi * step / span)) / 2
+
+    assert lr[at] == pytest.approx(cosine(at - 1, total))
+    assert lr[at + 1] == pytest.approx(0.05)
+    assert lr[total] == pytest.approx(cosine(total - 1 - at, total - at))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["demp"]["restart"] is True

@@ -28,6 +28,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "shift_push": 0.0,
         "target_deadline": 1.0,
         "fade": False,
+        "restart": False,
     },
     # DemP+: the best measured on the long preset (benchmarks/RESULTS-demp.md)
     "plus": {
@@ -37,6 +38,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "shift_push": 1.0,
         "target_deadline": 0.6,
         "fade": True,
+        "restart": False,
     },
 }
 
@@ -188,6 +190,8 @@ class DemPConfig:
     shift_push_relative: float = _opt(0.0, "DemP: the push also acts on units with |gamma| below this fraction of their layer's RMS |gamma| (0: off)")
     polarization_t: float = _opt(POLARIZATION_T, "DemP: t of --reg polarization")
     reg_update: RegUpdate = _opt("gradient", "DemP: the penalty as a gradient through the optimizer, or a proximal soft-threshold after each step (l1 only)", choices=("gradient", "proximal"))
+    restart: bool | None = _opt(None, "DemP+: once the target is reached and lambda released, start the learning-rate schedule again over the rest of the run, optimizer state cleared (true/false)")
+    rewind: float | None = _opt(None, "DemP+: at the restart, also return the kept units to their weights at this fraction of the run (0: the initial ones)")
     variant: Variant = _opt("auto", "DemP: defaults of the remedies (auto: plus with --target-sparsity, paper without; paper: Algorithm 1 as written)", choices=("auto", "plus", "paper"))
     # fmt: on
 
@@ -243,6 +247,13 @@ class DemPConfig:
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"DemPConfig.{name} must be in (0, 1], got {getattr(self, name)}")
         _number("target_max_scale", self.target_max_scale, 1.0)
+        if self.rewind is not None:
+            _number("rewind", self.rewind, 0.0)
+            if self.rewind >= 1.0 or target is None or not self.restart:
+                raise ValueError(
+                    "DemPConfig.rewind needs target_sparsity, restart=True and a fraction in "
+                    f"[0, 1), got {self.rewind!r}"
+                )
         if not 0.0 <= self.min_fraction < 1.0:
             raise ValueError(f"DemPConfig.min_fraction must be in [0, 1), got {self.min_fraction}")
         if self.reg_weighting not in ("auto", "uniform") and self.reg_target != "norm_scale":
@@ -302,7 +313,7 @@ class DemPConfig:
 
 _NON_NEGATIVE = ("reg_strength", "noise_std", "shift_push", "shift_push_below",
                  "shift_push_relative", "polarization_t")  # fmt: skip
-_BOOLEANS = ("dynamic", "allow_inexact_norm", "fade", "revive", "count_stale")
+_BOOLEANS = ("dynamic", "allow_inexact_norm", "fade", "revive", "count_stale", "restart")
 _INTEGERS = {"prune_every": 1, "prune_start": 0, "probe_size": 1, "min_units": 1, "round_to": 1,
              "seed": 0}  # fmt: skip
 

@@ -34,6 +34,7 @@ from .config import DemPConfig
 from .finite import FiniteGate, Gates
 from .noise import NoiseInjector, NoisePlan
 from .regularizer import add_penalty_gradient, penalty, proximal_l1, regularized_parameters
+from .restart import Restart
 from .revival import revive_units
 from .shift_push import add_shift_push, shift_pairs
 from .steering import Steering
@@ -119,6 +120,8 @@ class DemonPruner:
         self._finite = FiniteGate()
         self._gates: Gates | None = None
         self._last_report: SurgeryReport | None = None
+        self.restart = Restart.start(self.config.restart, self.config.rewind, self.total_steps,
+                                     model, self.structure)  # fmt: skip
         self._started = self._last_event = time.perf_counter()
         self._handles = [
             optimizer.register_step_pre_hook(self._before_step),
@@ -184,6 +187,8 @@ class DemonPruner:
         self.seconds["regularizer"] += time.perf_counter() - start
         self.step += 1
         self.costs.step()
+        if self.restart is not None:
+            self.restart.take(self.step, self.model, self.structure)
         if (
             self.config.dynamic
             and self.step % self.prune_every == 0
@@ -228,6 +233,8 @@ class DemonPruner:
         checked = time.perf_counter()
         report, revived = self._cut(dead)
         if report.removed:
+            if self.restart is not None:
+                self.restart.cut(self.structure.history[-1])
             self.costs.remeasure(self.model)
             self._weights = self.steering.reg_weights(self._reg_params)
         done = time.perf_counter()
@@ -235,6 +242,8 @@ class DemonPruner:
         self.seconds["surgery"] += done - checked
         find = partial(self._find_dead, self.config.death_stats)
         steered = {**self.steering.after_check(self.step, find), "revived": revived}
+        if self.restart is not None and self.restart.due(self.steering.controller, self.step):
+            steered.update(self.restart.apply(self.step, self.model, self.optimizer))
         if stale is not None:
             steered["dead_running"] = stale
         if unfadeable:
@@ -308,6 +317,7 @@ class DemonPruner:
             "removals": [dict(e) for e in self.structure.history],
             "config": self.config.to_dict(),
             "steering": self.steering.state_dict(),
+            **({"restart": self.restart.state_dict()} if self.restart is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -333,6 +343,8 @@ class DemonPruner:
         self.costs.load_state_dict(state, self.model)
         self.steering.rebind(self.structure)
         self.steering.load_state_dict(state.get("steering", {}))
+        if self.restart is not None:
+            self.restart.load_state_dict(state.get("restart", {}), self.model, self.structure)
         self._weights = self.steering.reg_weights(self._reg_params)
 
     # ----------------------------------------------------------------- helpers

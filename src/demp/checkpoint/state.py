@@ -16,7 +16,8 @@ def encode_state(value: Any) -> Any:
     """JSON-encode a state: tensors become ``{"__tensor__": base64, dtype, shape}``."""
     if isinstance(value, torch.Tensor):
         data = value.detach().cpu().contiguous()
-        raw = data.view(torch.uint8) if data.dtype != torch.uint8 else data
+        flat = data.reshape(-1)  # a 0-d tensor cannot be viewed as bytes
+        raw = flat.view(torch.uint8) if data.dtype != torch.uint8 else flat
         return {
             "__tensor__": base64.b64encode(raw.numpy().tobytes()).decode("ascii"),
             "dtype": str(data.dtype).removeprefix("torch."),

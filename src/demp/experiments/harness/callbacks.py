@@ -27,7 +27,7 @@ class MethodHooks(Callback):
 # what a DemonPruner's history adds to a check line (DemP+: the target controller)
 STEERING_FIELDS = (
     "removed", "revived", "lambda", "lambda_scale", "target", "target_sparsity", "dead_running",
-    "faded", "unfadeable",
+    "faded", "unfadeable", "restarted", "rewound",
 )  # fmt: skip
 
 

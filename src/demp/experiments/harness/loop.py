@@ -65,9 +65,15 @@ class Callback:
 
 
 def lr_of(s: RunState, step: int) -> float:
-    """The learning rate at ``step``."""
+    """The learning rate at ``step``.
+
+    After a DemP+ restart (``DemPConfig.restart``) the schedule starts again from its
+    beginning at the restart's step, over the rest of the run.
+    """
     c = s.config
-    return lr_at(step, c.lr, s.total, c.lr_schedule, c.lr_decay_factor, c.lr_decay_every)
+    restart = getattr(s.method.pruner, "restart", None)
+    at, total = restart.position(step, s.total) if restart is not None else (step, s.total)
+    return lr_at(at, c.lr, total, c.lr_schedule, c.lr_decay_factor, c.lr_decay_every)
 
 
 def run_loop(
