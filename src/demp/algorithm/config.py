@@ -38,7 +38,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "shift_push": 1.0,
         "target_deadline": 0.6,
         "fade": True,
-        "restart": False,
+        "restart": True,
     },
 }
 

@@ -25,6 +25,7 @@ start").
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +48,7 @@ class Restart:
     def __init__(self, rewind_step: int | None = None) -> None:
         self.rewind_step = rewind_step
         self.at: int | None = None
+        self._asked = False  # whether the loop reads position(): else the restart warns
         self._model: nn.Module | None = None
         self._structure: Structure | None = None
 
@@ -79,6 +81,7 @@ class Restart:
         Example:
             >>> lr_lambda = lambda s: one_cycle(*pruner.restart.position(s, total))
         """
+        self._asked = True
         if self.at is None or step < self.at:
             return step, total_steps
         return step - self.at, total_steps - self.at
@@ -123,6 +126,14 @@ class Restart:
                 optimizer.state.pop(param, None)
         self._model = self._structure = None
         self.at = step
+        if not self._asked:
+            warnings.warn(
+                f"DemonPruner: DemPConfig.restart restarted at step {step}, but the training "
+                "loop has not asked for the schedule's position: start the learning-rate "
+                "schedule again here with pruner.restart.position(step, total_steps), or set "
+                "DemPConfig(restart=False)",
+                stacklevel=4,
+            )
         return {"restarted": True, "rewound": rewound}
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from tests.core.algorithm.test_pruner import synthetic
 TOTAL = 300
 
 
-def _run(rewind, until_rewound=True, copy_at=None, seed=0, restart=True):
+def _run(rewind, until_rewound=True, copy_at=None, seed=0, restart=True, ask=True):
     """A VGG target run (as in test_steering) stepped until the rewind; returns what it saw."""
     torch.manual_seed(seed)
     model, (x, y) = VGG((16, 32), size=8, hidden=32, out=10), synthetic((3, 8, 8))
@@ -27,6 +27,8 @@ def _run(rewind, until_rewound=True, copy_at=None, seed=0, restart=True):
     g = torch.Generator().manual_seed(1)
     early = None
     for step in range(1, TOTAL + 1):
+        if restart and ask:  # as a loop whose schedule starts again would
+            pruner.restart.position(step - 1, TOTAL)
         i = torch.randint(0, len(x), (64,), generator=g)
         loss = nn.functional.cross_entropy(model(x[i]), y[i])
         opt.zero_grad()
@@ -120,6 +122,11 @@ def test_a_restart_alone_keeps_the_weights_and_clears_the_optimizer_state():
     assert restart.position(TOTAL - 1, TOTAL) == (TOTAL - 1 - restart.at, TOTAL - restart.at)
 
 
+def test_a_loop_that_does_not_restart_its_schedule_is_warned():
+    with pytest.warns(UserWarning, match="restarted at step .* has not asked"):
+        _run(None, ask=False)
+
+
 def test_the_restart_waits_for_the_rewind_copy():
     late = 0.6  # the target is released well before step 180
     _, _, pruner, _, _, _ = _run(late, until_rewound=False)
@@ -168,7 +175,7 @@ def test_a_run_resumed_before_the_rewind_rewinds_alike(tmp_path):
     ("options", "match"),
     [
         ({"rewind": 0.0, "restart": True}, "rewind needs target_sparsity"),
-        ({"rewind": 0.0, "target_sparsity": 0.5}, "rewind needs target_sparsity, restart=True"),
+        ({"rewind": 0.0, "target_sparsity": 0.5, "restart": False}, "restart=True"),
         ({"rewind": 1.0, "target_sparsity": 0.5, "restart": True}, "and a fraction in"),
         ({"rewind": -0.1, "target_sparsity": 0.5, "restart": True}, "rewind must be a finite"),
         ({"rewind": float("nan"), "target_sparsity": 0.5}, "rewind must be a finite number"),
