@@ -151,12 +151,14 @@ class DemPConfig:
         reg_update: ``"gradient"`` (the penalty's gradient goes through the optimizer, the
             paper's) or ``"proximal"`` (``reg="l1"`` only: a soft-threshold of the scales by
             ``lr * lambda_t * w`` after each optimizer step, decoupled from Adam).
-        restart: DemP+: once the target is reached (or given up) and the strength released
-            to zero, at the next death check clear the optimizer's state and record the step
+        restart: DemP+ (with ``target_sparsity``; without one it never fires): once the
+            target is reached (or given up) and the strength released to zero, at the next
+            death check clear the optimizer's state and record the step
             (``pruner.restart.at``); the loop starts its learning-rate schedule again there,
             over the steps left (:mod:`demp.algorithm.restart`; ``demp train`` does; your
             loop reads ``pruner.restart.position(step, total_steps)``) (*variant*: on for
-            DemP+: +1.8 points at 95 %, RESULTS-demp.md).
+            DemP+: +1.8 points at 95 %, RESULTS-demp.md). A run saved before the option
+            existed and resumed now restarts at its next check.
         rewind: With ``restart``: also return the kept units to their weights at this
             fraction of the run (0: the initial ones; None: keep the trained weights, the
             measured best).
