@@ -131,7 +131,7 @@ class Restart:
                 f"DemonPruner: DemPConfig.restart restarted at step {step}, but the training "
                 "loop has not asked for the schedule's position: start the learning-rate "
                 "schedule again here with pruner.restart.position(step, total_steps), or set "
-                "DemPConfig(restart=False)",
+                "DemPConfig(restart=False) (a constant learning rate needs neither)",
                 stacklevel=4,
             )
         return {"restarted": True, "rewound": rewound}
