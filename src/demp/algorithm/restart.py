@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -157,3 +157,51 @@ class Restart:
             self._model = copy.deepcopy(model)
             self._model.load_state_dict(weights)
             self._structure = copy.deepcopy(structure)
+
+
+def restarting(
+    lr_lambda: Callable[[int], float], restart: Restart, total_steps: int
+) -> Callable[[int], float]:
+    """A ``LambdaLR`` multiplier that starts again, compressed, at ``restart``'s step.
+
+    Before the restart it is ``lr_lambda`` itself; after it, ``lr_lambda`` of the position
+    scaled back to the original length, so the whole schedule (warm-up included) plays
+    again over the steps left.
+
+    Example:
+        >>> sched = LambdaLR(opt, restarting(lambda s: 0.5 * (1 + cos(pi * s / T)),
+        ...                                  pruner.restart, T))
+    """
+
+    def wrapped(step: int) -> float:
+        at, total = restart.position(step, total_steps)
+        if total == total_steps:
+            return lr_lambda(step)
+        return lr_lambda(at * total_steps / total)  # type: ignore[arg-type]
+
+    return wrapped
+
+
+def restart_schedulers(
+    schedulers: Iterable[Any], restart: Restart | None, total_steps: int
+) -> list[str]:
+    """Make every ``LambdaLR`` among ``schedulers`` start again at the restart, in place.
+
+    The Lightning and Hugging Face integrations call this on their trainers' schedulers
+    (the Trainer's default schedules are ``LambdaLR``); any other kind keeps its course,
+    and the restart then warns that the loop did not ask for the position.
+
+    Returns:
+        The type names of the schedulers left alone (their schedules do not restart).
+    """
+    left: list[str] = []
+    if restart is None:
+        return left
+    for scheduler in schedulers:
+        if scheduler is None:
+            continue
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            left.append(type(scheduler).__name__)
+            continue
+        scheduler.lr_lambdas = [restarting(f, restart, total_steps) for f in scheduler.lr_lambdas]
+    return left

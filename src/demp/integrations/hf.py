@@ -47,6 +47,7 @@ from torch import nn
 
 from ..algorithm.config import DemPConfig
 from ..algorithm.pruner import DemonPruner
+from ..algorithm.restart import restart_schedulers
 from ..checkpoint import decode_state, encode_state, reshape_to
 from ..errors import CheckpointError, DempError
 
@@ -94,6 +95,7 @@ class DemonPruningCallback(TrainerCallback):
         if args.world_size > 1:
             extra = self._distributed(model)
         self.pruner = DemonPruner(model, optimizer, self.probe, total, self.config, **extra)
+        restart_schedulers([kwargs.get("lr_scheduler")], self.pruner.restart, total)
         if state.global_step > 0:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if (folder / PRUNER_FILE).exists():

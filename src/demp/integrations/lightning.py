@@ -24,6 +24,7 @@ except ImportError as err:  # pragma: no cover
 
 from ..algorithm.config import DemPConfig
 from ..algorithm.pruner import DemonPruner
+from ..algorithm.restart import restart_schedulers
 from ..checkpoint import reshape_to
 from ..errors import CheckpointError
 
@@ -77,6 +78,8 @@ class DemonPruning(pl.Callback):
         """Attach the pruner to the first optimizer (and restore its state on resume)."""
         total = self.total_steps or int(trainer.estimated_stepping_batches)
         self.pruner = DemonPruner(pl_module, trainer.optimizers[0], self.probe, total, self.config)
+        schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
+        restart_schedulers(schedulers, self.pruner.restart, total)
         if self._pending is not None:
             self.pruner.load_state_dict(self._pending)
             self._pending = None

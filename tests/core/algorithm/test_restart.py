@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -186,3 +187,30 @@ def test_a_run_resumed_before_the_rewind_rewinds_alike(tmp_path):
 def test_bad_rewind_is_refused(options, match):
     with pytest.raises(ValueError, match=match):
         demp.DemPConfig(**options)
+
+
+def test_a_lambda_schedule_starts_again_compressed_at_the_restart():
+    from demp.algorithm.restart import Restart, restart_schedulers, restarting
+
+    total, at, base = 100, 37, 0.1
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1, dtype=torch.float64))], lr=base)
+    restart = Restart()
+
+    def cosine(step):
+        return 0.5 * (1 + math.cos(math.pi * step / total))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, restarting(cosine, restart, total))
+    for step in range(1, total):
+        if step == at:
+            restart.at = at  # what Restart.apply records at the check of step ``at``
+        opt.step()  # no gradients: nothing moves
+        sched.step()
+        span = total if step < at else total - at
+        offset = 0 if step < at else at
+        expected = base * 0.5 * (1 + math.cos(math.pi * (step - offset) / span))
+        assert opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    step_lr = torch.optim.lr_scheduler.StepLR(opt, 10)
+    other = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    assert restart_schedulers([None, step_lr, other], restart, total) == ["StepLR"]
+    assert other.lr_lambdas[0](at) == 1.0 and step_lr.step_size == 10
+    assert restart_schedulers([other], None, total) == []

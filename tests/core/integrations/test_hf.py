@@ -95,3 +95,30 @@ def test_resume_without_pruner_state_warns(tmp_path):
                       callbacks=[callback(data)])  # fmt: skip
     with pytest.warns(UserWarning, match="demp_pruner.json is missing"):
         trainer.train(resume_from_checkpoint=str(ckpt))
+
+
+def test_the_trainers_schedule_starts_again_at_a_restart(tmp_path):
+    """The callback wraps the Trainer's LambdaLR; a restart at step 4 replays it over 8."""
+    from transformers import TrainerCallback
+
+    class RestartAt4(TrainerCallback):  # stands in for the pruner's check after the target
+        def __init__(self, cb):
+            self.cb = cb
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 4:
+                self.cb.pruner.restart.at = 4
+
+    data = Images()
+    cfg = DemPConfig(reg_strength=0.0, criterion="eps", prune_every=4, prune_start=100,
+                     target_sparsity=0.05)  # fmt: skip
+    cb = DemonPruningCallback(data.x[:64], cfg)
+    trainer = Trainer(model=vit(), args=arguments(tmp_path / "out"), train_dataset=data,
+                      callbacks=[cb, RestartAt4(cb)])  # fmt: skip
+    trainer.train()
+    logged = {r["step"]: r["learning_rate"] for r in trainer.state.log_history if "loss" in r}
+    # linear decay from 1e-3 over 12 steps (a line logs the rate of its step's last
+    # update, step - 1); after the restart at 4, the same decay over the 8 steps left
+    assert logged[4] == pytest.approx(1e-3 * 9 / 12)
+    assert logged[8] == pytest.approx(1e-3 * (1 - 3 / 8))  # without the restart 5 / 12
+    assert logged[12] == pytest.approx(1e-3 * (1 - 7 / 8))  # without: 1 / 12

@@ -1,5 +1,8 @@
 """The Lightning callback: prune events inside Trainer.fit, checkpoint, restore, continue."""
 
+import math
+import warnings
+
 import pytest
 import torch
 from nets import VGG, kill
@@ -67,3 +70,47 @@ def test_lightning_callback_prunes_saves_restores_and_continues(tmp_path):
     assert all(callback2.pruner.structure.widths()[n] <= w for n, w in widths.items())
     metrics = (tmp_path / "lightning_logs").rglob("metrics.csv")
     assert any("demp/units" in m.read_text() for m in metrics)
+
+
+class Scheduled(Module):
+    """A cosine LambdaLR stepped every batch, as Lightning users write it."""
+
+    total = 200
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=1e-2)
+        cosine = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / self.total))
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+
+class Rates(L.Callback):
+    def __init__(self):
+        self.lr = []
+
+    def on_train_batch_start(self, trainer, *_args):
+        self.lr.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_a_demp_plus_restart_restarts_the_lightning_scheduler(tmp_path):
+    data, probe = loader()
+    module, rates = Scheduled(), Rates()
+    config = demp.DemPConfig(reg_strength=0.3, target_sparsity=0.5, prune_every=10,
+                             target_max_scale=6.0)  # fmt: skip
+    assert config.restart  # DemP+'s default
+    callback = DemonPruning(probe, config, total_steps=Scheduled.total)
+    fit = L.Trainer(
+        max_steps=Scheduled.total, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[callback, rates], default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the restart finds the schedule asked
+        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers).*")
+        fit.fit(module, data)
+    at, total = callback.pruner.restart.at, Scheduled.total
+    assert at is not None and 0 < at < total
+    for step in (at - 1, at, total - 1):  # the rate each step trained with
+        s, span = (step, total) if step < at else (step - at, total - at)
+        assert rates.lr[step] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * s / span)))
