@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from demp.experiments.cli.main import build_parser, main
 from demp.methods import method_names
@@ -77,3 +78,24 @@ def test_the_learning_rate_schedule_starts_again_at_a_demp_restart(tmp_path):
     assert lr[total] == pytest.approx(cosine(total - 1 - at, total - at))
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["demp"]["restart"] is True
+
+
+@pytest.mark.parametrize("stop", [20, 34])  # the early copy held / the schedule restarted
+def test_a_run_interrupted_around_the_restart_resumes_exactly(tmp_path, interrupt_at, stop):
+    args = ["--method", "demp", "--target-sparsity", "0.6", "--reg-strength", "0.05",
+            "--variant", "paper", "--restart", "true", "--rewind", "0.0"]  # fmt: skip
+    straight = _summary(tmp_path / "a", *args)
+    disarm = interrupt_at(stop)
+    assert main(["train", *BASE, *args, "--out", str(tmp_path / "b" / "run")]) == 130
+    disarm()
+    assert main(["train", "--resume", str(tmp_path / "b" / "run"), "--no-progress"]) == 0
+    resumed = json.loads((tmp_path / "b" / "run" / "summary.json").read_text())
+    assert resumed["test_acc"] == straight["test_acc"]
+    assert resumed["params"] == straight["params"]
+    from safetensors.torch import load_file
+
+    a, b = (load_file(tmp_path / r / "run" / "checkpoint" / "model.safetensors") for r in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    lines = [json.loads(x) for x in (tmp_path / "a" / "run" / "metrics.jsonl").open()]
+    at = next(e["step"] for e in lines if e["kind"] == "check" and e.get("rewound"))
+    assert 20 < at < 34  # one interruption before the restart, one after it
