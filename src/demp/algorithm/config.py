@@ -131,7 +131,8 @@ class DemPConfig:
             target is set (weight: ``"params"``, flops: ``"flops"``, neuron:
             ``"uniform"``), else ``"uniform"`` (see :attr:`weighting`).
         min_fraction: DemP+: never cut a group below this fraction of its initial width
-            (a floor next to ``min_units``).
+            (a floor next to ``min_units``) (*variant*: 0.1 for DemP+: at 95 % on the long
+            preset it gained a point, RESULTS-demp.md, "A floor"; 0 for the paper's).
         revive: DemP+: with a target, dead units the removal keeps (past the target, or
             by a floor) are revived with zero fan-out, exactly
             (:mod:`demp.algorithm.revival`); False leaves them dead.
