@@ -195,7 +195,7 @@ class DemPConfig:
     fade: bool | None = _opt(None, "DemP+: fade the weakest units out when deaths lag with lambda at its ceiling (true/false)")
     fade_score: FadeScore = _opt("output", "DemP+: what the fade ranks units by, relative to their layer (output: the unit's standard deviation over the probe; scale: |gamma|)", choices=FADE_SCORES)
     reg_weighting: RegWeighting = _opt("auto", "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)", choices=("auto", "uniform", "params", "flops"))
-    min_fraction: float | None = _opt(None, "DemP+: never cut a group below this fraction of its width (default: paper 0 / plus 0.1)")
+    min_fraction: float | None = _opt(None, "DemP+: never cut a group below this fraction of its width")
     revive: bool = _opt(True, "DemP+: revive the dead units a target keeps, with zero fan-out (true/false)")
     death_stats: NormStats | None = _opt(None, "DemP: BatchNorm statistics of the death check (running: eval mode; batch: the probe batch's, as in training; reestimate: recomputed on the probe)", choices=NORM_STATS)
     count_stale: bool = _opt(True, "DemP: also count the units the running statistics would call dead (true/false)")
