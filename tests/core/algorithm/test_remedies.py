@@ -196,6 +196,11 @@ def test_variants_resolve_the_remedies_unless_given():
     mixed = demp.DemPConfig(target_sparsity=0.8, variant="paper", shift_push=2.0)
     assert mixed.shift_push == 2.0 and mixed.death_stats == "running"
     assert demp.DemPConfig(variant="plus").shift_push == plus["shift_push"]
+    # the measured second start and floor (RESULTS-demp.md): DemP+ only, off when given
+    assert (plus["restart"], plus["min_fraction"]) == (True, 0.1)
+    assert (paper["restart"], paper["min_fraction"]) == (False, 0.0)
+    off = demp.DemPConfig(target_sparsity=0.8, restart=False, min_fraction=0.0)
+    assert (off.restart, off.min_fraction) == (False, 0.0)
     for config in (plain, target, forced, mixed):
         assert demp.DemPConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="variant"):
