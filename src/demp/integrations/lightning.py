@@ -78,8 +78,9 @@ class DemonPruning(pl.Callback):
         """Attach the pruner to the first optimizer (and restore its state on resume)."""
         total = self.total_steps or int(trainer.estimated_stepping_batches)
         self.pruner = DemonPruner(pl_module, trainer.optimizers[0], self.probe, total, self.config)
-        schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
-        restart_schedulers(schedulers, self.pruner.restart, total)
+        # a restart counts optimizer steps: schedulers stepped per epoch keep their course
+        steps = [c.scheduler for c in trainer.lr_scheduler_configs if c.interval == "step"]
+        restart_schedulers(steps, self.pruner.restart, total)
         if self._pending is not None:
             self.pruner.load_state_dict(self._pending)
             self._pending = None

@@ -76,13 +76,14 @@ class Scheduled(Module):
     """A cosine LambdaLR stepped every batch, as Lightning users write it."""
 
     total = 200
+    interval = "step"
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=1e-2)
         cosine = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / self.total))
         )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": self.interval}}
 
 
 class Rates(L.Callback):
@@ -114,3 +115,22 @@ def test_a_demp_plus_restart_restarts_the_lightning_scheduler(tmp_path):
     for step in (at - 1, at, total - 1):  # the rate each step trained with
         s, span = (step, total) if step < at else (step - at, total - at)
         assert rates.lr[step] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * s / span)))
+
+
+def test_a_scheduler_stepped_per_epoch_is_left_alone_and_the_restart_warns(tmp_path):
+    data, probe = loader()
+    module = Scheduled()
+    module.interval = "epoch"
+    config = demp.DemPConfig(reg_strength=0.3, target_sparsity=0.5, prune_every=10,
+                             target_max_scale=6.0)  # fmt: skip
+    callback = DemonPruning(probe, config, total_steps=Scheduled.total)
+    fit = L.Trainer(
+        max_steps=Scheduled.total, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[callback], default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="has not asked for the schedule's position"):
+        fit.fit(module, data)
+    assert callback.pruner.restart.at is not None
+    scheduler = fit.lr_scheduler_configs[0].scheduler
+    assert scheduler.lr_lambdas[0](3) == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 200)))
