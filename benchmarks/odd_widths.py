@@ -11,7 +11,10 @@ round in one process. Each row: weights, training GFLOPs per step, seconds per s
 (median over rounds of the median step), and both as ratios to dense.
 
     .venv/bin/python benchmarks/odd_widths.py RUN_DIR [--round 8 16] [--threads 2] \\
-        [--steps 20] [--rounds 3]
+        [--steps 20] [--rounds 3] [--formats nchw channels-last]
+
+``--formats channels-last`` also times every shape with the model and the batch in
+PyTorch's channels-last memory format (eager; oneDNN then picks other convolution kernels).
 
 ``DemPConfig(round_to=N)`` (``--round-to N``) keeps a DemP run's widths at multiples of N.
 """
@@ -34,6 +37,8 @@ from demp.experiments.data import load_dataset
 from demp.experiments.harness.config import TrainConfig
 from demp.experiments.harness.runner import per_block_residuals
 from demp.experiments.models import build_model
+
+FORMATS = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}
 
 
 def last_widths(run: Path) -> dict[str, int]:
@@ -79,6 +84,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--formats", nargs="+", default=["nchw"], choices=list(FORMATS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainConfig.from_dict(json.loads((args.run / "config.json").read_text()))
@@ -89,23 +95,35 @@ def main() -> None:
     dense_widths = demp.build_structure(shaped(config, None), x[:2]).widths()
     shapes = {"dense": None, "DemP's widths": widths}
     shapes |= {f"rounded up to {m}": rounded(widths, dense_widths, m) for m in args.round}
-    models = {name: shaped(config, w) for name, w in shapes.items()}
+    models = {
+        _label(name, f): shaped(config, w).to(memory_format=FORMATS[f])
+        for f in args.formats
+        for name, w in shapes.items()
+    }
+    inputs = {_label(name, f): x.contiguous(memory_format=FORMATS[f]) for f in args.formats
+              for name in shapes}  # fmt: skip
     opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-3) for n, m in models.items()}
     flops = {n: 3 * len(x) * demp.forward_flops(m, x[:1]) for n, m in models.items()}
     times: dict[str, list[float]] = {n: [] for n in models}
     for _ in range(args.rounds):
         for name, model in models.items():
-            times[name].append(step_time(model, opts[name], x, y, args.steps))
+            times[name].append(step_time(model, opts[name], inputs[name], y, args.steps))
     print(f"{args.run}: {platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
           f"batch {len(x)}")  # fmt: skip
     print("| shape | weights | train GFLOPs/step | s/step | FLOPs vs dense | time vs dense |")
     print("|---|---|---|---|---|---|")
-    dense_s = statistics.median(times["dense"])
+    dense_s = statistics.median(times[_label("dense", args.formats[0])])
     for name, model in models.items():
         weights = sum(p.numel() for p in model.parameters())
         s = statistics.median(times[name])
         print(f"| {name} | {weights} | {flops[name] / 1e9:.2f} | {s:.4f} | "
-              f"{flops[name] / flops['dense']:.3f} | {s / dense_s:.3f} |")  # fmt: skip
+              f"{flops[name] / flops[_label('dense', args.formats[0])]:.3f} | "
+              f"{s / dense_s:.3f} |")  # fmt: skip
+
+
+def _label(shape: str, memory_format: str) -> str:
+    """A row's name: the shape, and the memory format when it is not the default."""
+    return shape if memory_format == "nchw" else f"{shape}, channels-last"
 
 
 if __name__ == "__main__":
