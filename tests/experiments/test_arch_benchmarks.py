@@ -117,6 +117,21 @@ def test_odd_widths_builds_the_last_checks_widths(tmp_path, monkeypatch):
     assert sum(p.numel() for p in dense.parameters()) > sum(p.numel() for p in model.parameters())
 
 
+def test_odd_widths_times_each_shape_in_both_memory_formats(tmp_path, monkeypatch, capsys):
+    script = load_benchmark("odd_widths", monkeypatch)
+    source = tmp_path / "demp"
+    assert main([*RUN, "--out", str(source)]) == 0
+    argv = ["odd_widths.py", str(source), "--round", "8", "--threads", "1", "--steps", "1",
+            "--rounds", "1", "--formats", "nchw", "channels-last"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", argv)
+    script.main()
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line[:2] == "| "]
+    rows = {r[0][2:]: r[1:3] for r in rows[1:]}  # shape -> (weights, GFLOPs); no header
+    assert len(rows) == 6
+    for shape in ("dense", "DemP's widths", "rounded up to 8"):
+        assert rows[f"{shape}, channels-last"] == rows[shape]  # the same model, laid out anew
+
+
 def test_the_original_shape_keeps_each_kept_units_first_weights(tmp_path, monkeypatch):
     script = load_benchmark("retrain_arch", monkeypatch)
     source = tmp_path / "demp"
