@@ -12,6 +12,7 @@ import warnings
 import torch
 
 from ..errors import UnsupportedOptimizerError
+from .layout import slice_like
 
 SUPPORTED_OPTIMIZERS: tuple[type[torch.optim.Optimizer], ...] = (
     torch.optim.SGD,
@@ -58,9 +59,7 @@ def sliced_state(
     out = {}
     for key, value in optimizer.state[param].items():
         if isinstance(value, torch.Tensor) and value.shape == param.shape and value.ndim > 0:
-            for dim, keep in cuts:
-                value = value.index_select(dim, keep.to(value.device))
-            out[key] = value
+            out[key] = slice_like(value, cuts)
     return out
 
 

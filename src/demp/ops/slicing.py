@@ -1,8 +1,9 @@
 """Slicing modules in place: new tensors for a cut, assigned only once all are computed.
 
 :func:`apply_cuts` keeps the given indices along each (module, side) of a model, with the
-gradients and the optimizer state sliced alike; :func:`replace_data` gives a Parameter data
-of another shape while keeping the Parameter object (so optimizers keep training it).
+gradients and the optimizer state sliced alike, each in the memory format it had (a
+channels-last model stays channels-last); :func:`replace_data` gives a Parameter data of
+another shape while keeping the Parameter object (so optimizers keep training it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from .layout import slice_like
 from .optim_state import sliced_state
 from .rules import Side, sync_attributes, tensors_on_side
 from .table import LayerRules
@@ -43,10 +45,7 @@ def apply_cuts(
         module = model.get_submodule(path)
         tensor = getattr(module, name)
         data, grad = tensor.data, tensor.grad if isinstance(tensor, nn.Parameter) else None
-        for dim, keep in dims:
-            keep = keep.to(data.device)
-            data = data.index_select(dim, keep)
-            grad = grad.index_select(dim, keep) if grad is not None else None
+        data, grad = slice_like(data, dims), slice_like(grad, dims) if grad is not None else None
         state = sliced_state(optimizer, tensor, dims) if isinstance(tensor, nn.Parameter) else {}
         staged.append((module, name, tensor, data, grad, state))
     for module, name, tensor, data, grad, state in staged:
