@@ -333,6 +333,28 @@ def _role(row: LayerRule, module: nn.Module, out_side: bool) -> Role:
     return "producer" if out_side else "consumer"
 
 
+def pooled_restride(grad_fn: Any) -> bool:
+    """Whether an ``as_strided`` only restrides an ``[N, C, 1, ...]`` tensor, channel for channel.
+
+    Adaptive pooling to 1 in the channels-last layout ends with such a restride (its mean
+    is followed by an ``as_strided`` to the channels-last strides). For a size ``[N, C, 1,
+    ...]`` with stride ``(C, 1, ...)`` element ``(n, c)`` sits at ``n * C + c`` in either
+    layout, so the channels keep their order. Any other ``as_strided`` stays refused, and
+    the trial cut (:mod:`demp.structure.verify`) checks the values.
+    """
+    size = getattr(grad_fn, "_saved_size", None)
+    stride = getattr(grad_fn, "_saved_stride", None)
+    if size is None or stride is None or len(size) < 3 or len(stride) != len(size):
+        return False
+    if getattr(grad_fn, "_saved_storage_offset", None) not in (None, 0):
+        return False
+    return (
+        all(n == 1 for n in size[2:])
+        and (size[1] == 1 or stride[1] == 1)
+        and (size[0] == 1 or stride[0] == size[1])
+    )
+
+
 def _op_reason(node: Any, module: Any) -> str | None:
     """Say why a non-module node makes a group uncuttable, or None if it is harmless."""
     kind = type(module).__name__
@@ -342,7 +364,7 @@ def _op_reason(node: Any, module: Any) -> str | None:
         if not node.inputs:  # a view of a weight (e.g. the transpose inside a linear layer)
             return None
         op = re.sub(r"Backward\d*$", "", node.grad_fn.name()) if node.grad_fn else "?"
-        if op in CHANNELWISE_OPS:
+        if op in CHANNELWISE_OPS or (op == "AsStrided" and pooled_restride(node.grad_fn)):
             return None
         return f"operation {op} between layers may mix channels"
     if isinstance(module, nn.Parameter):

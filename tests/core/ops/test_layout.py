@@ -1,10 +1,13 @@
 """A cut keeps each tensor's memory format: channels-last models stay channels-last."""
 
+import copy
+
 import torch
 from torch import nn
 
 import demp
 from demp.ops.layout import slice_like
+from demp.structure.build import StructureOptions, build_checked_structure
 
 CL = torch.channels_last
 
@@ -60,3 +63,47 @@ def test_slice_like_keeps_values_and_only_channels_last_layouts():
     assert slice_like(last3d, keep).is_contiguous(memory_format=torch.channels_last_3d)
     strided = torch.randn(4, 6)[:, ::2]  # neither layout: sliced as index_select leaves it
     assert torch.equal(slice_like(strided, [(1, torch.tensor([0, 2]))]), strided[:, [0, 2]])
+
+
+class Pooled(nn.Module):
+    """conv -> BN -> ReLU -> conv -> pool to 1 -> flatten -> linear; ``mixing``: a restride
+    of the second conv's output that reads the storage across channels instead."""
+
+    def __init__(self, mixing: bool = False) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv2, self.fc, self.mixing = nn.Conv2d(8, 6, 3, padding=1), nn.Linear(6, 2), mixing
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv2(torch.relu(self.bn1(self.conv1(x))))
+        if self.mixing:  # element (n, c) from storage offset n * C + c: not channel c
+            h = h.contiguous().as_strided((h.shape[0], h.shape[1], 1, 1), (h.shape[1], 1, 1, 1))
+        else:
+            h = nn.functional.adaptive_avg_pool2d(h, 1)
+        return self.fc(h.flatten(1))
+
+
+def checked(model: nn.Module, x: torch.Tensor) -> demp.Structure:
+    options = StructureOptions.of((), False, True, None)
+    return build_checked_structure(model, x, options)
+
+
+def test_a_channels_last_pool_to_one_is_cut_like_the_default_layout():
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    torch.manual_seed(0)
+    plain = Pooled().double().eval()
+    fast = copy.deepcopy(plain).to(memory_format=CL)
+    groups = {}
+    for name, model in (("plain", plain), ("fast", fast)):
+        structure = checked(model, x)
+        groups[name] = ({n: g.width for n, g in structure.groups.items()}, set(structure.skipped))
+        demp.remove_units(model, {"conv2": [1, 4]}, structure=structure)
+    assert groups["fast"] == groups["plain"] == ({"conv1": 8, "conv2": 6}, {"fc"})
+    assert fast.conv2.weight.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-12, atol=1e-12)
+
+
+def test_an_as_strided_that_mixes_channels_stays_refused():
+    x = torch.randn(4, 3, 8, 8)
+    structure = checked(Pooled(mixing=True), x)
+    assert "conv2" not in structure.groups and "conv2" in structure.skipped
