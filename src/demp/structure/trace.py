@@ -333,7 +333,7 @@ def _role(row: LayerRule, module: nn.Module, out_side: bool) -> Role:
     return "producer" if out_side else "consumer"
 
 
-def pooled_restride(grad_fn: Any) -> bool:
+def _pooled_restride(grad_fn: Any) -> bool:
     """Whether an ``as_strided`` only restrides an ``[N, C, 1, ...]`` tensor, channel for channel.
 
     Adaptive pooling to 1 in the channels-last layout ends with such a restride (its mean
@@ -364,7 +364,7 @@ def _op_reason(node: Any, module: Any) -> str | None:
         if not node.inputs:  # a view of a weight (e.g. the transpose inside a linear layer)
             return None
         op = re.sub(r"Backward\d*$", "", node.grad_fn.name()) if node.grad_fn else "?"
-        if op in CHANNELWISE_OPS or (op == "AsStrided" and pooled_restride(node.grad_fn)):
+        if op in CHANNELWISE_OPS or (op == "AsStrided" and _pooled_restride(node.grad_fn)):
             return None
         return f"operation {op} between layers may mix channels"
     if isinstance(module, nn.Parameter):
