@@ -81,11 +81,21 @@ def widths(folder: Path) -> str:
     return " ".join(str(shapes[k][0]) for k in norms)
 
 
+def pruner_state(checkpoint: Path) -> dict:
+    """The DemonPruner's saved state: in the checkpoint's spec (the harness's one channel
+    for method state), or in ``pruner.json`` beside it (runs saved before that); {} if none."""
+    spec = json.loads((checkpoint / "spec.json").read_text())
+    method = spec.get("extra", {}).get("method") or {}
+    if "pruner" in method:
+        return method["pruner"]
+    legacy = checkpoint / "pruner.json"
+    return json.loads(legacy.read_text()) if legacy.exists() else {}
+
+
 def row_of(folder: Path, variant: str, target: float, seed: int, metric: str) -> dict:
     """One finished run's row."""
     summary = json.loads((folder / "summary.json").read_text())
-    pruner_file = folder / "checkpoint" / "pruner.json"
-    state = json.loads(pruner_file.read_text()) if pruner_file.exists() else {}
+    state = pruner_state(folder / "checkpoint")
     history = state.get("history") or [{"dead": 0, "removed": 0}]
     steering = state.get("steering") or {}
     seconds = train_eval_seconds(summary)

@@ -166,3 +166,17 @@ def _within(short: list[float], long: list[float]) -> bool:
         if found < len(short) and value == short[found]:
             found += 1
     return found == len(short)
+
+
+def test_targets_reads_the_pruner_state_from_the_checkpoint(tmp_path, monkeypatch):
+    script = load_benchmark("targets", monkeypatch)
+    source = tmp_path / "demp"
+    assert main([*RUN, "--out", str(source)]) == 0
+    spec = json.loads((source / "checkpoint" / "spec.json").read_text())
+    saved = spec["extra"]["method"]["pruner"]
+    assert saved["history"]  # the run's death checks
+    assert script.pruner_state(source / "checkpoint") == saved
+    row = script.row_of(source, "plain", 0.5, 0, "weight")
+    assert row["revived"] == sum(e.get("revived", 0) for e in saved["history"])
+    assert row["reached_step"] == saved["steering"]["controller"]["reached_at"]
+    assert row["landed"] == json.loads((source / "summary.json").read_text())["weight_sparsity"]
