@@ -258,6 +258,7 @@ class DemPConfig:
         if target is not None and not self.dynamic:
             raise ValueError("DemPConfig.target_sparsity needs dynamic=True (it steers removals)")
         for name in ("target_reach", "target_release", "target_deadline"):
+            _number(name, getattr(self, name), 0.0)
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"DemPConfig.{name} must be in (0, 1], got {getattr(self, name)}")
         _number("target_max_scale", self.target_max_scale, 1.0)
@@ -268,7 +269,8 @@ class DemPConfig:
                     "DemPConfig.rewind needs target_sparsity, restart=True and a fraction in "
                     f"[0, 1), got {self.rewind!r}"
                 )
-        if not 0.0 <= self.min_fraction < 1.0:
+        _number("min_fraction", self.min_fraction, 0.0)
+        if not self.min_fraction < 1.0:
             raise ValueError(f"DemPConfig.min_fraction must be in [0, 1), got {self.min_fraction}")
         if self.reg_weighting not in ("auto", "uniform") and self.reg_target != "norm_scale":
             raise ValueError(

@@ -174,7 +174,8 @@ def _history_of(stats):
      ("reg_strength", float("nan")), ("reg_strength", float("inf")), ("noise_std", float("nan")),
      ("prune_every", 2.5), ("prune_every", 0), ("probe_size", True), ("seed", -1),
      ("eps", float("nan")), ("target_max_scale", float("inf")), ("target_deadline", float("nan")),
-     ("target_reach", 0.0), ("min_fraction", float("nan"))],
+     ("target_reach", 0.0), ("min_fraction", float("nan")), ("min_fraction", "0.1"),
+     ("min_fraction", 1.0), ("target_release", "0.05"), ("target_deadline", "0.6")],
 )  # fmt: skip
 def test_bad_remedy_options_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
