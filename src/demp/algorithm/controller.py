@@ -41,7 +41,8 @@ over-predicted (most settle at a small value). So:
   short of its target held a strength 40x its start to the last step, and its test
   accuracy swung between 67 and 84 % over the last third.
 - **Release.** Once ``s >= target - tolerance`` (the tolerance is the smallest unit that
-  can still go, and at least half a point), or on a stall, pushing stops: the strength
+  can still go, and at least the smaller of half a point and 2 % of what the target
+  keeps: 0.1 point at 95 %), or on a stall, pushing stops: the strength
   and the noise decay to zero along a half cosine over ``release`` of the run. Removal
   never cuts past the target (:mod:`demp.algorithm.budget`); units that die beyond it are
   revived with zero fan-out (:mod:`demp.algorithm.revival`) or, with ``revive=False``,

@@ -205,6 +205,23 @@ def test_a_target_run_that_lands_has_no_shortfall_note():
     assert pruner.steering.shortfall() is None
 
 
+@pytest.mark.parametrize("target,within", [(0.7, 0.005), (0.9, 0.002), (0.95, 0.001)])
+def test_reached_means_within_half_a_point_and_2_percent_of_what_the_target_keeps(
+    target, within
+):
+    torch.manual_seed(0)
+    width = 1024  # a unit here is under 0.07 % of the weights: the tolerance is the rule's
+    layers = [nn.Linear(8, width), nn.BatchNorm1d(width), nn.ReLU()]
+    for _ in range(3):
+        layers += [nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(width, 2))
+    pruner, _ = _pruner(model, torch.randn(16, 8), target_sparsity=target)
+    steering = pruner.steering
+    one_unit = min(steering.costs.unit_costs("weight").values()) / steering._initial()
+    assert one_unit < 0.001
+    assert steering._granularity() == pytest.approx(within, rel=1e-12)
+
+
 def test_target_max_scale_below_one_is_an_error():
     with pytest.raises(ValueError, match="target_max_scale"):
         demp.DemPConfig(target_sparsity=0.5, target_max_scale=0.5)
