@@ -206,9 +206,7 @@ def test_a_target_run_that_lands_has_no_shortfall_note():
 
 
 @pytest.mark.parametrize("target,within", [(0.7, 0.005), (0.9, 0.002), (0.95, 0.001)])
-def test_reached_means_within_half_a_point_and_2_percent_of_what_the_target_keeps(
-    target, within
-):
+def test_reached_means_within_half_a_point_and_2_percent_of_what_the_target_keeps(target, within):
     torch.manual_seed(0)
     width = 1024  # a unit here is under 0.07 % of the weights: the tolerance is the rule's
     layers = [nn.Linear(8, width), nn.BatchNorm1d(width), nn.ReLU()]
