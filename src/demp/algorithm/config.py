@@ -18,7 +18,7 @@ _SCHEDULES = {c.__name__: c for c in (OneCycle, Constant, Warmup, CosineDecay)}
 RegUpdate = Literal["gradient", "proximal"]
 Variant = Literal["auto", "plus", "paper"]
 FadeScore = Literal["scale", "output"]
-FADE_SCORES = ("scale", "output")
+FADE_SCORES = ("scale", "output", "taylor")
 VARIANTS: dict[str, dict[str, Any]] = {
     # Algorithm 1 as the paper writes it (and as the authors' code runs the death check)
     "paper": {
@@ -120,9 +120,15 @@ class DemPConfig:
         fade_score: What the fade ranks units by, relative to their group: ``"output"``
             (the standard deviation of the unit's output over the probe, measured by a
             death check when a fade is planned: what it tells the next layer, a post-add
-            unit's skip input included; measured best, RESULTS-demp.md) or ``"scale"``
+            unit's skip input included; measured best, RESULTS-demp.md), ``"scale"``
             (the norm's ``|gamma|``; what DemP+ used before the option existed: a config
-            written then, resumed now, ranks by output unless it is set).
+            written then, resumed now, ranks by output unless it is set) or ``"taylor"``
+            (what the loss would lose to first order if the unit were faded, squared and
+            averaged over the training steps of the last check interval, not relative to
+            the layer: :mod:`demp.algorithm.taylor`).
+        fade_per_cost: DemP+: the fade ranks units by their score over their cost in the
+            target's metric (what removing one saves; the greedy answer to "lose the least
+            per unit saved"), so that cheap early layers keep more units.
         reg_weighting: DemP+: multiply each normalization scale's penalty by the cost of
             its unit in ``"params"`` or ``"flops"`` (what removing it would save, its
             consumers' input columns included), normalized to mean 1 and recomputed after
@@ -194,6 +200,7 @@ class DemPConfig:
     target_deadline: float | None = _opt(None, "DemP+: fraction of the run after which a target not reached is given up (1: never)")
     fade: bool | None = _opt(None, "DemP+: fade the weakest units out when deaths lag with lambda at its ceiling (true/false)")
     fade_score: FadeScore = _opt("output", "DemP+: what the fade ranks units by, relative to their layer (output: the unit's standard deviation over the probe; scale: |gamma|)", choices=FADE_SCORES)
+    fade_per_cost: bool = _opt(False, "DemP+: the fade ranks units by score over their cost in the target's metric (true/false)")
     reg_weighting: RegWeighting = _opt("auto", "DemP+: weigh each scale's penalty by its unit's cost (auto: in the target's metric when a target is set, else uniform)", choices=("auto", "uniform", "params", "flops"))
     min_fraction: float | None = _opt(None, "DemP+: never cut a group below this fraction of its width")
     revive: bool = _opt(True, "DemP+: revive the dead units a target keeps, with zero fan-out (true/false)")
@@ -329,7 +336,8 @@ class DemPConfig:
 
 _NON_NEGATIVE = ("reg_strength", "noise_std", "shift_push", "shift_push_below",
                  "shift_push_relative", "polarization_t")  # fmt: skip
-_BOOLEANS = ("dynamic", "allow_inexact_norm", "fade", "revive", "count_stale", "restart")
+_BOOLEANS = ("dynamic", "allow_inexact_norm", "fade", "revive", "count_stale", "restart",
+             "fade_per_cost")  # fmt: skip
 _INTEGERS = {"prune_every": 1, "prune_start": 0, "probe_size": 1, "min_units": 1, "round_to": 1,
              "seed": 0}  # fmt: skip
 

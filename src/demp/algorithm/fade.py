@@ -68,9 +68,13 @@ class Fade:
         unfadeable: Groups a fade cannot kill (the probe, or faded units that did not all
             die): never chosen again.
         probed: Whether :meth:`probe` has run.
+        per_cost: Rank units by their score over their cost in the target's metric
+            (normalized to mean 1 over the candidate groups): the greedy answer to "lose the
+            least per unit of saving", which spares cheap layers.
     """
 
     length: int
+    per_cost: bool = False
     chosen: dict[str, list[int]] = field(default_factory=dict)
     start: int = 0
     unfadeable: set[str] = field(default_factory=set)
@@ -89,6 +93,7 @@ class Fade:
         metric: Metric,
         step: int,
         spread: Mapping[str, torch.Tensor] | None = None,
+        relative: bool = True,
     ) -> int:
         """Choose the weakest units whose removal saves at most ``budget``; return how many.
 
@@ -105,13 +110,16 @@ class Fade:
             metric: ``"weight"``, ``"neuron"`` or ``"flops"``.
             step: Completed steps now (the fade starts after the next one).
             spread: Group name -> each unit's standard deviation over the probe (a death
-                check's :meth:`~demp.death.DeadUnits.unit_spreads`, current numbering): rank
-                by it relative to the group's instead of by the norm scales.
+                check's :meth:`~demp.death.DeadUnits.unit_spreads`, current numbering), or
+                any per-unit score: rank by it instead of by the norm scales.
+            relative: Rank ``spread`` relative to its group's root mean square (False: as
+                it is, e.g. :class:`~demp.algorithm.taylor.TaylorMeter`'s loss estimates).
         """
         self.chosen, self.start = {}, int(step)
         if budget <= 0:
             return 0
-        ranked = _candidates(model, structure, floors, self.unfadeable, spread)
+        cost = costs.unit_costs(metric) if self.per_cost else None
+        ranked = _candidates(model, structure, floors, self.unfadeable, spread, cost, relative)
         if not ranked:
             return 0
         picked = _within(ranked, lambda units: costs.saving(_grouped(units), metric) <= budget)
@@ -133,7 +141,7 @@ class Fade:
         failed = []
         for name, group in structure.groups.items():
             units = list(range(group.width))
-            rows = _faded_rows(model, structure, name, units) if units else []
+            rows = faded_rows(model, structure, name, units) if units else []
             if name in self.unfadeable or not rows:
                 continue
             with _zeroed(rows):
@@ -159,7 +167,7 @@ class Fade:
         left = self.length - t
         factor = left / (left + 1) if left > 0 else 0.0
         for name, units in self.chosen.items():
-            for tensor, rows in _faded_rows(model, structure, name, units):
+            for tensor, rows in faded_rows(model, structure, name, units):
                 tensor[rows.to(tensor.device)] *= factor
 
     def settle(self, dead: Mapping[str, torch.Tensor]) -> list[str]:
@@ -227,7 +235,7 @@ def _norm_modules(model: nn.Module, structure: Structure, name: str) -> list[tup
     return out
 
 
-def _faded_rows(
+def faded_rows(
     model: nn.Module, structure: Structure, name: str, units: list[int]
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """What fading ``units`` scales down: (tensor, its rows of the units).
@@ -257,8 +265,10 @@ def _candidates(
     floors: Mapping[str, int],
     unfadeable: set[str],
     spread: Mapping[str, torch.Tensor] | None = None,
+    cost: Mapping[str, float] | None = None,
+    relative: bool = True,
 ) -> list[tuple[str, int]]:
-    """(group, unit) above each group's floor, weakest relative score first."""
+    """(group, unit) above each group's floor, weakest relative score (per cost) first."""
     scored: list[tuple[float, str, int]] = []
     for name, group in structure.groups.items():
         norms = _norm_modules(model, structure, name)
@@ -266,14 +276,19 @@ def _candidates(
         if name in unfadeable or not norms or spare <= 0:
             continue
         if spread is not None and name in spread:
-            score = _relative(spread[name].double().cpu())
+            score = spread[name].double().cpu()
+            score = _relative(score) if relative else score
         else:
             score = torch.zeros(group.width, dtype=torch.float64)
             for module, slot in norms:
                 size = module.weight.detach().abs().double().cpu()
                 score = torch.maximum(score, _relative(size)[slot.index].amax(dim=1))
         order = torch.argsort(score, stable=True)[:spare]
-        scored += [(float(score[i]), name, int(i)) for i in order]
+        per = 1.0 / cost[name] if cost is not None and cost.get(name, 0.0) > 0 else 1.0
+        scored += [(float(score[i]) * per, name, int(i)) for i in order]
+    if cost is not None and scored:  # normalized: the mean unit cost of the candidates is 1
+        mean = sum(cost[n] for _, n, _ in scored) / len(scored)
+        scored = [(v * mean, n, i) for v, n, i in scored]
     scored.sort(key=lambda s: (s[0], s[1], s[2]))
     return [(name, unit) for _, name, unit in scored]
 

@@ -123,10 +123,8 @@ class DemonPruner:
         self.restart = Restart.start(self.config.restart, self.config.rewind, self.total_steps,
                                      model, self.structure)  # fmt: skip
         self._started = self._last_event = time.perf_counter()
-        self._handles = [
-            optimizer.register_step_pre_hook(self._before_step),
-            optimizer.register_step_post_hook(self._after_step),
-        ]
+        pre, post = optimizer.register_step_pre_hook, optimizer.register_step_post_hook
+        self._handles = [pre(self._before_step), post(self._after_step), *self.steering.hooks()]
 
     # ----------------------------------------------------------------- the training loop
     def _before_step(self, _opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> Any:
@@ -153,6 +151,7 @@ class DemonPruner:
         """
         start = time.perf_counter()
         self._gates = self._finite.gates(self._params)
+        self.steering.observe_gradients()  # the loss's alone, before the penalty's
         self._plan = self.noise.plan(self._params)
         cfg, strength = self.config, self.reg_strength_at(self.step)
         if cfg.reg_update == "gradient":
@@ -235,6 +234,7 @@ class DemonPruner:
         if report.removed:
             if self.restart is not None:
                 self.restart.cut(self.structure.history[-1])
+            self.steering.removed(self.structure.history[-1])
             self.costs.remeasure(self.model)
             self._weights = self.steering.reg_weights(self._reg_params)
         done = time.perf_counter()

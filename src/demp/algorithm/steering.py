@@ -10,11 +10,12 @@ is no longer pushed (:meth:`Steering.reg_weights`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from ..accounting import CostLedger
 from ..batches import Batch
@@ -26,6 +27,7 @@ from .budget import cap_removal, group_floors, largest_removal
 from .config import DemPConfig
 from .controller import TargetController
 from .fade import Fade
+from .taylor import TaylorMeter
 
 _REACHED_WITHIN = 0.005  # a run this close below its target has reached it, at most...
 _REACHED_SHARE = 0.02  # ...and no more than this share of what the target keeps
@@ -63,6 +65,7 @@ class Steering:
         self._costs: CostModel | None = None  # measured on first use (DemP+ options only)
         self.controller = None
         self.fade: Fade | None = None
+        self.taylor: TaylorMeter | None = None
         if config.target_sparsity is not None:
             self.controller = TargetController(
                 config.target_sparsity,
@@ -74,7 +77,8 @@ class Steering:
                 deadline=config.target_deadline,
             )
             if config.fade:
-                self.fade = Fade(length=max(1, prune_every - 1))
+                self.fade = Fade(length=max(1, prune_every - 1), per_cost=config.fade_per_cost)
+                self.taylor = TaylorMeter() if config.fade_score == "taylor" else None
             self._check_reachable()
 
     # ----------------------------------------------------------------- strengths
@@ -144,12 +148,28 @@ class Steering:
         }
         if self.fade is not None:
             out["faded"] = self._start_fade(step, tolerance, find)
+        if self.taylor is not None:
+            self.taylor.reset()
         return out
 
     def fade_step(self, completed: int) -> None:
         """After an optimizer step (and its noise): scale the faded units down."""
         if self.fade is not None:
             self.fade.apply(self.model, self.structure, completed)
+
+    def hooks(self) -> list[RemovableHandle]:
+        """Module hooks the fade's score needs (``fade_score="taylor"``; remove to detach)."""
+        return [] if self.taylor is None else self.taylor.attach(self.model)
+
+    def observe_gradients(self) -> None:
+        """Before a step, with the loss's gradients alone: add up the Taylor estimates."""
+        if self.taylor is not None:
+            self.taylor.accumulate(self.model, self.structure)
+
+    def removed(self, units: Mapping[str, list[int]]) -> None:
+        """After a removal (group -> indices as numbered before): renumber what is kept."""
+        if self.taylor is not None:
+            self.taylor.cut(units)
 
     def settle_fade(self, dead: Decision) -> list[str]:
         """At a check, before removal: end the fade; groups where it did not kill."""
@@ -179,9 +199,11 @@ class Steering:
         budget = self._size() - (1.0 - entry["reference"]) * self._initial()
         by_output = self.config.fade_score == "output" and find is not None
         spread = find(spreads=True).unit_spreads() if by_output else None
+        if self.taylor is not None and self.taylor.count:
+            spread = self.taylor.scores()
         return fade.plan(
             self.model, self.structure, self.costs, self.floors(), budget, self.metric, step,
-            spread,
+            spread, relative=self.taylor is None,
         )  # fmt: skip
 
     def shortfall(self) -> str | None:
@@ -278,6 +300,8 @@ class Steering:
             state["controller"] = self.controller.state_dict()
         if self.fade is not None:
             state["fade"] = self.fade.state_dict()
+        if self.taylor is not None:
+            state["taylor"] = self.taylor.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -287,6 +311,8 @@ class Steering:
             self.controller.load_state_dict(state["controller"])
         if self.fade is not None and "fade" in state:
             self.fade.load_state_dict(state["fade"])
+        if self.taylor is not None:
+            self.taylor.load_state_dict(state.get("taylor", {}))
 
     # ----------------------------------------------------------------- helpers
     def _size(self) -> float:

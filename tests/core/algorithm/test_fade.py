@@ -280,7 +280,7 @@ def test_the_output_score_plans_with_a_fresh_death_checks_spreads(monkeypatch, b
     steering, seen = pruner.steering, []
     find = lambda **kw: demp.find_dead(pruner.model, x, structure=pruner.structure, **kw)  # noqa: E731
     plan = steering.fade.plan
-    monkeypatch.setattr(steering.fade, "plan", lambda *a: seen.append(a[-1]) or plan(*a))
+    monkeypatch.setattr(steering.fade, "plan", lambda *a, **k: seen.append(a[-1]) or plan(*a, **k))
     monkeypatch.setattr(steering, "sparsity", lambda: 0.01)
     assert steering.after_check(40, find)["faded"] > 0  # at the ceiling, lagging: fade
     if by == "scale":
