@@ -170,7 +170,7 @@ def test_train_help_shows_each_options_default(capsys):
     assert f"(default: {run.residual})" in text and f"(default: {run.optimizer})" in text
     assert "the controller's start) (default: paper 0.001 / plus 0.05)" in text
     assert cfg.reg_strength == 0.001  # without a target: the paper's variant
-    assert f"(default: {cfg.target_reach})" in text
+    assert "be reached (default: paper 0.3 / plus 0.15)" in text
     assert "training length in steps (wins over --epochs) (default" not in text  # None: none
 
 

@@ -10,7 +10,8 @@ during the wave and landed 6-8 points short; counting falling scales as "about t
 over-predicted (most settle at a small value). So:
 
 - **Reference.** ``r(t) = target * min(1, t / (reach * T))`` with ``reach`` 0.3 by
-  default: the deaths must come while the learning rate is high.
+  default (DemP+ sets 0.15: ``DemPConfig.target_reach``): the deaths must come while the
+  learning rate is high, and the final architecture then has the rest of the run.
 - **Up when behind.** ``scale *= exp(min(ln 4, g * (r(t) - s) / target))``, held while
   the last interval's deaths closed at least half the remaining lag (anti-windup: deaths
   lag the strength). ``g`` is ``gain`` (ln 4: a check a whole target behind multiplies the
