@@ -114,7 +114,7 @@ class DemonPruner:
         example = to_device(take(self._probe[0], 1), device, dtype)
         self.costs = CostLedger.start(model, example, self.structure.num_units)
         self.steering = Steering(self.config, model, self.structure, example, self.total_steps,
-                                 self.costs, prune_every=self.prune_every)  # fmt: skip
+                                 self.costs, prune_every=self.prune_every, sync=sync)  # fmt: skip
         self._weights = self.steering.reg_weights(self._reg_params)
         self._plan: NoisePlan | None = None
         self._finite = FiniteGate()

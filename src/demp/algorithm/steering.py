@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from ..accounting import CostLedger
-from ..batches import Batch
+from ..batches import Batch, device_dtype
 from ..errors import DempError
 from ..structure import Structure
 from ..structure.costs import CostModel, Metric
@@ -45,6 +45,9 @@ class Steering:
         total_steps: Steps of the run.
         ledger: The pruner's cost ledger (initial sizes, current FLOPs).
         prune_every: Steps between death checks (a fade lasts one interval).
+        sync: The pruner's in-place all-reduce (MAX) across ranks, or None: the Taylor
+            scores go through it before a fade is planned, so every rank fades the same
+            units (a shortcut row's term is measured on each rank's own batch).
     """
 
     def __init__(
@@ -56,8 +59,9 @@ class Steering:
         total_steps: int,
         ledger: CostLedger,
         prune_every: int = 1,
+        sync: Callable[[torch.Tensor], None] | None = None,
     ) -> None:
-        self.config, self.model, self.ledger = config, model, ledger
+        self.config, self.model, self.ledger, self.sync = config, model, ledger, sync
         self.total_steps = total_steps
         self.example = example
         self.initial_widths = structure.widths()
@@ -200,7 +204,7 @@ class Steering:
         by_output = self.config.fade_score == "output" and find is not None
         spread = find(spreads=True).unit_spreads() if by_output else None
         if self.taylor is not None and self.taylor.count:
-            spread = self.taylor.scores()
+            spread = self.taylor.scores(self.sync, device_dtype(self.model)[0])
         return fade.plan(
             self.model, self.structure, self.costs, self.floors(), budget, self.metric, step,
             spread, relative=self.taylor is None,

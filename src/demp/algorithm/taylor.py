@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -95,9 +95,26 @@ class TaylorMeter:
         self._pending.clear()
         self.count += 1
 
-    def scores(self) -> dict[str, torch.Tensor]:
-        """Group name -> each unit's mean squared estimate over the steps added up."""
-        return {n: s / max(1, self.count) for n, s in self.sums.items()}
+    def scores(
+        self,
+        sync: Callable[[torch.Tensor], None] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, torch.Tensor]:
+        """Group name -> each unit's mean squared estimate over the steps added up.
+
+        Args:
+            sync: Applied in place to each group's scores (on ``device``) in name order,
+                e.g. a MAX all-reduce: ranks then rank the same units the same way.
+            device: Where ``sync`` needs the tensors (CUDA for NCCL).
+        """
+        out = {}
+        for name in sorted(self.sums):
+            score = self.sums[name] / max(1, self.count)
+            if sync is not None:
+                score = score.to(device)
+                sync(score)
+            out[name] = score.cpu()
+        return out
 
     def cut(self, removed: Mapping[str, list[int]]) -> None:
         """Drop removed units (group -> indices as numbered before the removal)."""

@@ -73,7 +73,7 @@ def test_the_meter_averages_over_steps_follows_removals_and_reloads():
     assert meter.count == 0 and meter.sums == {}
 
 
-def test_the_pruner_adds_up_the_losss_gradients_alone_and_plans_the_fade_with_them(monkeypatch):
+def test_the_pruner_sums_the_losss_gradients_alone_and_plans_the_fade_with_them_synced(monkeypatch):
     model, opt, pruner, x = _setup(target_max_scale=1.0, fade_score="taylor")
     y = torch.arange(len(x)) % 4
     steering = pruner.steering
@@ -88,7 +88,8 @@ def test_the_pruner_adds_up_the_losss_gradients_alone_and_plans_the_fade_with_th
     assert steering.taylor.count == 1
     for name, want in independent.scores().items():
         assert torch.equal(steering.taylor.scores()[name], want)
-    seen = []
+    seen, synced = [], []
+    steering.sync = lambda t: synced.append(t.numel()) or t.add_(1.0)  # a rank's all-reduce
     plan = steering.fade.plan
     monkeypatch.setattr(steering.fade, "plan", lambda *a, **k: seen.append((a, k)) or plan(*a, **k))
     monkeypatch.setattr(steering, "sparsity", lambda: 0.01)
@@ -96,7 +97,9 @@ def test_the_pruner_adds_up_the_losss_gradients_alone_and_plans_the_fade_with_th
     assert steering.after_check(40, find)["faded"] > 0
     ((args, kwargs),) = seen
     assert kwargs == {"relative": False}
-    assert all(torch.equal(args[-1][n], v) for n, v in independent.scores().items())
+    want = independent.scores()  # through the sync, in name order: ranks fade the same units
+    assert all(torch.equal(args[-1][n], v + 1.0) for n, v in want.items())
+    assert synced == [want[n].numel() for n in sorted(want)]
     assert steering.taylor.count == 0  # a new interval after each check
 
 
