@@ -71,29 +71,42 @@ class TaylorMeter:
 
     @torch.no_grad()
     def accumulate(self, model: nn.Module, structure: Structure) -> None:
-        """Add this step's estimate; call with the loss's gradients in ``.grad``."""
+        """Add this step's estimate; call with the loss's gradients in ``.grad``.
+
+        A step whose estimate is not finite (an inf or NaN gradient) is not counted.
+        """
         shortcuts = {
             id(m.selection): p for p, m in model.named_modules() if isinstance(m, ChannelSelect)
         }
+        squares = {}
         for name, group in structure.groups.items():
             rows = faded_rows(model, structure, name, list(range(group.width)))
-            if not rows:
-                continue
-            change = torch.zeros(group.width, dtype=torch.float64)
-            for tensor, index in rows:
-                pending = self._pending.get(shortcuts.get(id(tensor), ""))
-                if pending is not None and pending.numel() == tensor.shape[0]:
-                    change += pending[index].reshape(group.width, -1).sum(dim=1)
-                if tensor.grad is None:
-                    continue
-                at = index.to(tensor.device)
-                term = (tensor.grad[at] * tensor[at]).double().reshape(group.width, -1)
-                change += term.sum(dim=1).cpu()
-            old, square = self.sums.get(name), change.pow(2)
+            if rows:
+                squares[name] = self._change(rows, group.width, shortcuts).pow(2)
+        self._pending.clear()
+        if not all(bool(torch.isfinite(v).all()) for v in squares.values()):
+            return
+        for name, square in squares.items():
+            old = self.sums.get(name)
             fresh = old is None or old.numel() != square.numel()  # a removal it was not told of
             self.sums[name] = square if fresh else old + square
-        self._pending.clear()
         self.count += 1
+
+    def _change(
+        self, rows: list[tuple[torch.Tensor, torch.Tensor]], width: int, shortcuts: dict[int, str]
+    ) -> torch.Tensor:
+        """``sum_p p * dL/dp`` per unit over its faded entries (shortcut rows: the hook's)."""
+        change = torch.zeros(width, dtype=torch.float64)
+        for tensor, index in rows:
+            pending = self._pending.get(shortcuts.get(id(tensor), ""))
+            if pending is not None and pending.numel() == tensor.shape[0]:
+                change += pending[index].reshape(width, -1).sum(dim=1)
+            if tensor.grad is None:
+                continue
+            at = index.to(tensor.device)
+            term = (tensor.grad[at] * tensor[at]).double().reshape(width, -1)
+            change += term.sum(dim=1).cpu()
+        return change
 
     def scores(
         self,

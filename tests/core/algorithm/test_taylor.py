@@ -60,6 +60,19 @@ def test_the_meter_is_the_square_of_the_loss_change_of_zeroing_a_unit_to_first_o
     assert checked > 10
 
 
+def test_a_step_with_a_non_finite_gradient_is_not_counted():
+    model, _, pruner, x = _setup(ResNet())
+    y = torch.arange(len(x)) % 4
+    meter = TaylorMeter()
+    _loss(model, x, y).backward()
+    meter.accumulate(model, pruner.structure)
+    before = {n: v.clone() for n, v in meter.sums.items()}
+    norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    norm.weight.grad[0] = float("nan")
+    meter.accumulate(model, pruner.structure)
+    assert meter.count == 1 and all(torch.equal(meter.sums[n], v) for n, v in before.items())
+
+
 def test_the_meter_averages_over_steps_follows_removals_and_reloads():
     meter = TaylorMeter()
     meter.sums, meter.count = {"a": torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64)}, 2
