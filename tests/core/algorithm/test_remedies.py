@@ -202,7 +202,7 @@ def test_variants_resolve_the_remedies_unless_given():
     assert (paper["restart"], paper["min_fraction"]) == (False, 0.0)
     off = demp.DemPConfig(target_sparsity=0.8, restart=False, min_fraction=0.0)
     assert (off.restart, off.min_fraction) == (False, 0.0)
-    # the earlier reference (RESULTS-demp.md, "95 %: the path earlier"): DemP+ only
+    # the earlier reference (RESULTS-demp.md, "95 %: the reference earlier"): DemP+ only
     assert (plus["target_reach"], paper["target_reach"]) == (0.15, 0.3)
     assert demp.DemPConfig(target_sparsity=0.8, target_reach=0.3).target_reach == 0.3
     for config in (plain, target, forced, mixed):
