@@ -68,9 +68,8 @@ class Fade:
         unfadeable: Groups a fade cannot kill (the probe, or faded units that did not all
             die): never chosen again.
         probed: Whether :meth:`probe` has run.
-        per_cost: Rank units by their score over their cost in the target's metric
-            (normalized to mean 1 over the candidate groups): the greedy answer to "lose the
-            least per unit of saving", which spares cheap layers.
+        per_cost: Rank units by their score over their cost in the target's metric: the
+            greedy answer to "lose the least per unit of saving", which spares cheap layers.
     """
 
     length: int
@@ -286,9 +285,6 @@ def _candidates(
         order = torch.argsort(score, stable=True)[:spare]
         per = 1.0 / cost[name] if cost is not None and cost.get(name, 0.0) > 0 else 1.0
         scored += [(float(score[i]) * per, name, int(i)) for i in order]
-    if cost is not None and scored:  # normalized: the mean unit cost of the candidates is 1
-        mean = sum(cost[n] for _, n, _ in scored) / len(scored)
-        scored = [(v * mean, n, i) for v, n, i in scored]
     scored.sort(key=lambda s: (s[0], s[1], s[2]))
     return [(name, unit) for _, name, unit in scored]
 

@@ -41,7 +41,7 @@ class TaylorMeter:
     """Per group, the sum over steps of each unit's squared first-order loss change.
 
     Attributes:
-        sums: Group name -> per-unit sum (float64, on the CPU).
+        sums: Group name -> per-unit sum (float64, on the model's device).
         count: Steps added up.
     """
 
@@ -64,8 +64,7 @@ class TaylorMeter:
 
     @torch.no_grad()
     def _add(self, path: str, grad: torch.Tensor, value: torch.Tensor) -> None:
-        term = (grad * value).transpose(0, 1).reshape(value.shape[1], -1).sum(dim=1)
-        term = term.double().cpu()
+        term = (grad * value).transpose(0, 1).reshape(value.shape[1], -1).sum(dim=1).double()
         old = self._pending.get(path)
         self._pending[path] = term if old is None or old.numel() != term.numel() else old + term
 
@@ -73,7 +72,9 @@ class TaylorMeter:
     def accumulate(self, model: nn.Module, structure: Structure) -> None:
         """Add this step's estimate; call with the loss's gradients in ``.grad``.
 
-        A step whose estimate is not finite (an inf or NaN gradient) is not counted.
+        The sums stay on the model's device; one host synchronization per step (the
+        finiteness check): a step whose estimate is not finite (an inf or NaN gradient) is
+        not counted.
         """
         shortcuts = {
             id(m.selection): p for p, m in model.named_modules() if isinstance(m, ChannelSelect)
@@ -84,28 +85,29 @@ class TaylorMeter:
             if rows:
                 squares[name] = self._change(rows, group.width, shortcuts).pow(2)
         self._pending.clear()
-        if not all(bool(torch.isfinite(v).all()) for v in squares.values()):
+        if not squares:
+            return
+        if not bool(torch.stack([torch.isfinite(v).all() for v in squares.values()]).all()):
             return
         for name, square in squares.items():
             old = self.sums.get(name)
             fresh = old is None or old.numel() != square.numel()  # a removal it was not told of
-            self.sums[name] = square if fresh else old + square
+            self.sums[name] = square if fresh else old.to(square.device) + square
         self.count += 1
 
     def _change(
         self, rows: list[tuple[torch.Tensor, torch.Tensor]], width: int, shortcuts: dict[int, str]
     ) -> torch.Tensor:
         """``sum_p p * dL/dp`` per unit over its faded entries (shortcut rows: the hook's)."""
-        change = torch.zeros(width, dtype=torch.float64)
+        change = torch.zeros(width, dtype=torch.float64, device=rows[0][0].device)
         for tensor, index in rows:
+            at = index.to(tensor.device)
             pending = self._pending.get(shortcuts.get(id(tensor), ""))
             if pending is not None and pending.numel() == tensor.shape[0]:
-                change += pending[index].reshape(width, -1).sum(dim=1)
-            if tensor.grad is None:
-                continue
-            at = index.to(tensor.device)
-            term = (tensor.grad[at] * tensor[at]).double().reshape(width, -1)
-            change += term.sum(dim=1).cpu()
+                change += pending[at].reshape(width, -1).sum(dim=1)
+            if tensor.grad is not None:
+                term = (tensor.grad[at] * tensor[at]).double().reshape(width, -1)
+                change += term.sum(dim=1)
         return change
 
     def scores(
@@ -136,6 +138,7 @@ class TaylorMeter:
                 continue
             keep = torch.ones(self.sums[name].numel(), dtype=torch.bool)
             keep[torch.tensor(list(units), dtype=torch.long)] = False
+            keep = keep.to(self.sums[name].device)
             self.sums[name] = self.sums[name][keep]
 
     def state_dict(self) -> dict[str, Any]:

@@ -101,6 +101,10 @@ def test_the_pruner_sums_the_losss_gradients_alone_and_plans_the_fade_with_them_
     assert steering.taylor.count == 1
     for name, want in independent.scores().items():
         assert torch.equal(steering.taylor.scores()[name], want)
+    saved = TaylorMeter()  # the sums travel in the pruner's one checkpoint state
+    saved.load_state_dict(pruner.state_dict()["steering"]["taylor"])
+    assert saved.count == 1
+    assert all(torch.equal(saved.sums[n], v) for n, v in independent.sums.items())
     seen, synced = [], []
     steering.sync = lambda t: synced.append(t.numel()) or t.add_(1.0)  # a rank's all-reduce
     plan = steering.fade.plan
