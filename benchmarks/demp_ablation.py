@@ -3,10 +3,12 @@
 Each variant is a set of ``DemPConfig`` options on top of the long preset (ResNet-18 at
 width 1/16, 5k Fashion-MNIST images, 30 epochs, AdamW), run in two modes:
 
-- ``target``: told 80 % weight sparsity (``--target-sparsity 0.8``), the controller from
-  ``reg_strength`` 5e-2 with a 6x ceiling for every variant (proximal: from 0.3, its
-  strength is a fraction of the learning rate);
-- ``fixed``: at one fixed one-cycle strength (``reg_strength`` 0.1).
+- ``target``: told 80 % weight sparsity (``--target-sparsity 0.8``). The variants built on
+  the paper's (the first round) run under the controller from ``reg_strength`` 5e-2 with
+  a 6x ceiling; ``plus`` is DemP+ with its shipped defaults and each ``plus-*`` changes
+  one of them (proximal: the controller from 0.3, its strength a fraction of the
+  learning rate);
+- ``fixed``: at one fixed one-cycle strength (``reg_strength`` 0.1), no target.
 
 The table gives, per run and as mean +- sd over seeds: test accuracy, weight and neuron
 sparsity, whether the target was reached, the median |gamma| of the final model, the
@@ -43,6 +45,7 @@ PAPER = {"variant": "paper"}  # each remedy on top of Algorithm 1 as the paper w
 PUSH = {"shift_push": 1.0}
 BATCH = {"death_stats": "batch"}
 DEADLINE = {"target_deadline": 0.6}
+PLUS = {"variant": "plus"}
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": PAPER,  # in target mode: with DemP+'s controller (no deadline)
     "deadline": {**PAPER, **DEADLINE},
@@ -51,23 +54,32 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "push-batch": {**PAPER, **PUSH, **BATCH, **DEADLINE},
     "push-batch-polar": {**PAPER, **PUSH, **BATCH, **DEADLINE, "reg": "polarization"},
     "push-batch-prox": {**PAPER, **PUSH, **BATCH, **DEADLINE, "reg_update": "proximal"},
-    "plus": {"variant": "plus"},  # DemP+'s defaults (with a target: push-batch + deadline)
+    "plus": PLUS,  # DemP+ as it ships (config.py VARIANTS["plus"])
+    # DemP+ with one default changed: each remedy taken out, or an alternative put in
+    "plus-no-push": {**PLUS, "shift_push": 0.0},
+    "plus-running": {**PLUS, "death_stats": "running"},
+    "plus-reestimate": {**PLUS, "death_stats": "reestimate"},
+    "plus-no-fade": {**PLUS, "fade": False},
+    "plus-no-restart": {**PLUS, "restart": False},
+    "plus-no-floor": {**PLUS, "min_fraction": 0.0},
+    "plus-reach-0.3": {**PLUS, "target_reach": 0.3},
+    "plus-probe-1536": {**PLUS, "probe_size": 1536},
+    "plus-polar": {**PLUS, "reg": "polarization"},
+    "plus-prox": {**PLUS, "reg_update": "proximal"},
 }
 MODES = {
-    "target": {
-        "target_sparsity": 0.8,
-        "target_metric": "weight",
-        "reg_strength": 5e-2,
-        "target_max_scale": 6.0,
-    },
+    "target": {"target_sparsity": 0.8, "target_metric": "weight"},
     "fixed": {"reg_strength": 0.1},
 }
+FIRST_CONTROLLER = {"reg_strength": 5e-2, "target_max_scale": 6.0}  # the paper-based rows
 PROXIMAL_STRENGTH = {"target": 0.3, "fixed": 0.5}  # a fraction of the learning rate
 
 
 def config_of(variant: str, mode: str, seed: int) -> TrainConfig:
     """The run of ``variant`` in ``mode`` with ``seed``, on the long preset's base."""
     demp_options = {**MODES[mode], **VARIANTS[variant]}
+    if mode == "target" and VARIANTS[variant].get("variant") == "paper":
+        demp_options = {**FIRST_CONTROLLER, **demp_options}
     if demp_options.get("reg_update") == "proximal":
         demp_options["reg_strength"] = PROXIMAL_STRENGTH[mode]
     base = dict(get_preset("long").base)

@@ -1,5 +1,7 @@
 """benchmarks/demp_ablation.py: the variants' configs, the always-on count, the table."""
 
+import dataclasses
+
 import torch
 from bench_scripts import load_benchmark
 
@@ -20,6 +22,21 @@ def test_every_variant_builds_a_valid_config_on_the_long_base(monkeypatch):
     paper = demp.DemPConfig(reg_strength=0.1, variant="paper")
     assert script.config_of("paper", "fixed", 0).demp == paper
     assert script.config_of("plus", "target", 0).demp.resolved_variant == "plus"
+
+
+def test_plus_in_target_mode_is_demp_plus_as_it_ships(monkeypatch):
+    script = load_benchmark("demp_ablation", monkeypatch)
+    shipped = demp.DemPConfig(target_sparsity=0.8, target_metric="weight")  # variant "auto"
+    plus = script.config_of("plus", "target", 0).demp
+    assert dataclasses.replace(plus, variant="auto") == shipped
+    assert shipped.target_max_scale == 3.0 and shipped.reg_strength == 5e-2
+    no_push = script.config_of("plus-no-push", "target", 0).demp
+    assert dataclasses.replace(no_push, variant="auto") == dataclasses.replace(
+        shipped, shift_push=0.0
+    )
+    assert script.config_of("plus-probe-1536", "target", 0).probe_size == 1536
+    first = script.config_of("push-batch", "target", 0).demp  # the first round's controller
+    assert first.reg_strength == 5e-2 and first.target_max_scale == 6.0
 
 
 def test_always_on_units_are_counted_and_the_table_is_written(tmp_path, monkeypatch):

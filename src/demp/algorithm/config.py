@@ -17,7 +17,7 @@ from .regularizer import POLARIZATION_T, REG_KINDS, RegKind, RegTarget, RegWeigh
 _SCHEDULES = {c.__name__: c for c in (OneCycle, Constant, Warmup, CosineDecay)}
 RegUpdate = Literal["gradient", "proximal"]
 Variant = Literal["auto", "plus", "paper"]
-FadeScore = Literal["scale", "output"]
+FadeScore = Literal["scale", "output", "taylor"]
 FADE_SCORES = ("scale", "output", "taylor")
 VARIANTS: dict[str, dict[str, Any]] = {
     # Algorithm 1 as the paper writes it (and as the authors' code runs the death check)
