@@ -4,8 +4,8 @@ Fashion-MNIST (20k training images, the full test set) with a CIFAR-style ResNet
 width 1/4, Adam lr 5e-3 with a cosine decay, batch 128, 1250 steps; DemP aimed at 80 %
 weight sparsity (``--target-sparsity``: DemP+ with its controller driving lambda from 3e-3,
 the first calibration on this setting, FACTS §6, where DemP+'s own start is 5e-2; kept so
-the published demo reruns) with a death check every 5 % of the run (62 steps). Without Fashion-MNIST it
-says so and uses MNIST-1D with a 1-D ResNet. Finished runs are kept and not trained
+the published demo reruns) with a death check every 5 % of the run (62 steps). Without
+Fashion-MNIST it says so and uses MNIST-1D with a 1-D ResNet. Finished runs are kept and not trained
 again; interrupted ones are resumed.
 """
 
