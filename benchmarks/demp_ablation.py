@@ -47,7 +47,7 @@ BATCH = {"death_stats": "batch"}
 DEADLINE = {"target_deadline": 0.6}
 PLUS = {"variant": "plus"}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": PAPER,  # in target mode: with DemP+'s controller (no deadline)
+    "paper": PAPER,  # in target mode: under FIRST_CONTROLLER (no deadline)
     "deadline": {**PAPER, **DEADLINE},
     "push": {**PAPER, **PUSH, **DEADLINE},
     "batch": {**PAPER, **BATCH, **DEADLINE},
