@@ -124,7 +124,8 @@ def run_one(out: Path, key: tuple, args: dict) -> dict:
     try:
         if not (folder / "summary.json").exists():
             config = run_config(variant, target, seed, metric, args)
-            run_training(config, folder, resume=folder.exists(), progress=False)
+            resume = (folder / "checkpoint").exists()  # killed before its first save: start over
+            run_training(config, folder, resume=resume, progress=False)
         return row_of(folder, variant, target, seed, metric)
     except Exception:  # noqa: BLE001 - a failed run is a row, the others go on
         empty = dict.fromkeys(COLUMNS, "")

@@ -180,3 +180,14 @@ def test_targets_reads_the_pruner_state_from_the_checkpoint(tmp_path, monkeypatc
     assert row["revived"] == sum(e.get("revived", 0) for e in saved["history"])
     assert row["reached_step"] == saved["steering"]["controller"]["reached_at"]
     assert row["landed"] == json.loads((source / "summary.json").read_text())["weight_sparsity"]
+
+
+def test_targets_starts_over_a_run_killed_before_its_first_checkpoint(tmp_path, monkeypatch):
+    script = load_benchmark("targets", monkeypatch)
+    (tmp_path / "runs" / "plain-weight-0.5-s0").mkdir(parents=True)  # killed before a save
+    seen = []
+    monkeypatch.setattr(script, "run_config", lambda *a: None)
+    monkeypatch.setattr(script, "run_training", lambda c, f, resume, progress: seen.append(resume))
+    monkeypatch.setattr(script, "row_of", lambda *a: {})
+    script.run_one(tmp_path, ("plain", 0.5, 0, "weight"), {})
+    assert seen == [False]
